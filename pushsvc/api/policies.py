@@ -1,0 +1,224 @@
+"""Policies: publish (202, fan-out enqueued), preview reach, read figures, explain a match."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from pushsvc.api.auth import Caller, caller
+from pushsvc.api.problems import Problem, invalid
+from pushsvc.api.routing import Param, endpoint, int_param, json_body, json_response, path_id, services
+from pushsvc.channels import CHANNEL_CONTACTS
+from pushsvc.core.errors import FieldError
+from pushsvc.core.models import (
+    ChannelCounts,
+    DeliveryOut,
+    DeliveryPage,
+    ExplainOut,
+    PolicyIn,
+    PolicyOut,
+    PreviewOut,
+)
+from pushsvc.core.policies import CheckedPolicy, DomainNotAllowed, check_policy
+from pushsvc.core.subscribers import ALL_DOMAINS
+from pushsvc.core.targeting import evaluate, parse_targeting
+from pushsvc.delivery.messages import page_url
+from pushsvc.jobs import enqueue_fanout
+from pushsvc.services import Services
+from pushsvc.store.matching import preview_queries
+from pushsvc.store.policies import (
+    STATUSES,
+    delivery_counts,
+    get_policy,
+    idempotent_response,
+    insert_policy,
+    list_deliveries,
+    remember_response,
+)
+from pushsvc.store.subscribers import load_subscriber, now
+
+log = logging.getLogger(__name__)
+CHANNELS = tuple(CHANNEL_CONTACTS)
+LIMIT = Param("limit", "page size (default 100, at most 1000)", schema={"type": "integer", "minimum": 1, "maximum": 1000})
+CURSOR = Param("cursor", "opaque cursor from the previous page's next_cursor")
+
+
+def _checked(svc: Services, who: Caller, raw: Any) -> CheckedPolicy:
+    allowed = None if who.is_admin else list(who.department["domains"])  # type: ignore[index]
+    try:
+        checked, errors = check_policy(raw, svc.catalogue, CHANNELS, allowed)
+    except DomainNotAllowed as exc:
+        raise Problem(403, f"this department does not publish in the domain '{exc}'",
+                      [FieldError("domain", "not one of the department's domains")]) from None
+    if checked is None:
+        raise invalid(errors)
+    return checked
+
+
+async def policy_out(svc: Services, conn: Any, policy: dict[str, Any]) -> PolicyOut:
+    counts = await delivery_counts(conn, policy["id"], list(policy["channels"]))
+    return PolicyOut(
+        **{k: policy[k] for k in PolicyOut.model_fields if k in policy},
+        page_url=page_url(svc.settings.public_url, policy["id"]),
+        deliveries={ch: ChannelCounts(**c) for ch, c in counts.items()},
+    )
+
+
+async def _own_policy(request: web.Request) -> dict[str, Any]:
+    svc, who = services(request), caller(request)
+    async with svc.db.read() as conn:
+        policy = await get_policy(conn, path_id(request))
+    # Another department's policy is reported as absent, not forbidden: its existence is not theirs to learn.
+    if policy is None or (not who.is_admin and policy["department_id"] != who.department_id):
+        raise Problem(404, "no such policy")
+    return policy
+
+
+@endpoint("POST", "/v1/policies", summary="Publish a policy: stored, then fanned out (now or at publish_at)",
+          tag="policies", auth="department", body=PolicyIn, response=PolicyOut, status=202,
+          errors=(400, 401, 403, 409, 413, 422))
+async def post_policy(request: web.Request) -> web.Response:
+    svc, who = services(request), caller(request)
+    raw = await json_body(request)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= 200):
+        raise Problem(400, "Idempotency-Key must be 1 to 200 characters")
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    dept_id = who.department_id
+    assert dept_id is not None
+    if key is not None:
+        async with svc.db.read() as conn:
+            replay = await idempotent_response(conn, dept_id, key)
+        if replay is not None:
+            return _replay(replay, digest)
+    checked = _checked(svc, who, raw)
+    at = now()
+    status = checked.initial_status(at)
+    try:
+        async with svc.db.write() as conn:
+            policy_id = await insert_policy(conn, dept_id, checked.row(), status)
+            policy = await get_policy(conn, policy_id)
+            assert policy is not None
+            body = json.loads((await policy_out(svc, conn, policy)).model_dump_json())
+            if key is not None:
+                await remember_response(conn, dept_id, key, digest, 202, body)
+    except sa.exc.IntegrityError:
+        # The same key raced us; the winner's response stands and this request wrote nothing.
+        async with svc.db.read() as conn:
+            replay = await idempotent_response(conn, dept_id, key or "")
+        if replay is None:
+            raise
+        return _replay(replay, digest)
+    try:
+        await enqueue_fanout(svc.redis, policy_id, at=checked.data.publish_at if status == "scheduled" else None)
+    except Exception:
+        # The database holds the policy; the sweeper enqueues it once Redis is back.
+        log.warning("policy %s stored but its fan-out could not be enqueued now", policy_id, exc_info=True)
+    return json_response(body, status=202, headers={"Location": f"/v1/policies/{policy_id}"})
+
+
+def _replay(stored: dict[str, Any], digest: str) -> web.Response:
+    if stored["request_hash"] != digest:
+        raise Problem(409, "this Idempotency-Key was used with a different request")
+    return json_response(stored["response"], status=stored["status_code"], headers={"Idempotent-Replayed": "true"})
+
+
+@endpoint("POST", "/v1/policies/preview", summary="Count who a policy would reach; nothing stored or sent",
+          tag="policies", auth="department", body=PolicyIn, response=PreviewOut, errors=(400, 401, 403, 413, 422))
+async def preview_policy(request: web.Request) -> web.Response:
+    svc = services(request)
+    checked = _checked(svc, caller(request), await json_body(request))
+    channels = list(dict.fromkeys(checked.data.channels))
+    total_q, channel_q, audience_q = preview_queries(checked.targeting, checked.data.domain, channels)
+    async with svc.db.read() as conn:
+        total = (await conn.execute(total_q)).scalar_one()
+        by_channel = dict.fromkeys(channels, 0) | dict((await conn.execute(channel_q)).all())
+        by_audience = dict.fromkeys(checked.targeting.audiences, 0) | dict((await conn.execute(audience_q)).all())
+    return json_response(PreviewOut(total=total, by_channel=by_channel, by_audience=by_audience))
+
+
+@endpoint("GET", "/v1/policies/{id}", summary="A policy with its delivery counts per channel and status",
+          tag="policies", auth="department_or_admin", response=PolicyOut, errors=(401, 404))
+async def read_policy(request: web.Request) -> web.Response:
+    svc = services(request)
+    policy = await _own_policy(request)
+    async with svc.db.read() as conn:
+        return json_response(await policy_out(svc, conn, policy))
+
+
+def _cursor(request: web.Request) -> int:
+    raw = request.query.get("cursor")
+    if not raw:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(raw.encode() + b"==").decode())
+    except ValueError:
+        raise Problem(422, "cursor is not one this service issued", [FieldError("cursor", "invalid")]) from None
+
+
+def _next_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+@endpoint("GET", "/v1/policies/{id}/deliveries", summary="The policy's delivery ledger, with reasons",
+          tag="policies", auth="department_or_admin", response=DeliveryPage, errors=(401, 404, 422),
+          query=(Param("status", "filter: " + ", ".join(STATUSES), schema={"type": "string", "enum": list(STATUSES)}),
+                 Param("channel", "filter by channel", schema={"type": "string", "enum": list(CHANNELS)}),
+                 LIMIT, CURSOR))
+async def policy_deliveries(request: web.Request) -> web.Response:
+    svc = services(request)
+    policy = await _own_policy(request)
+    status, channel = request.query.get("status"), request.query.get("channel")
+    if status and status not in STATUSES:
+        raise Problem(422, "unknown status", [FieldError("status", f"must be one of {', '.join(STATUSES)}")])
+    if channel and channel not in CHANNELS:
+        raise Problem(422, "unknown channel", [FieldError("channel", f"must be one of {', '.join(CHANNELS)}")])
+    limit = int_param(request, "limit", 100, lo=1, hi=1000)
+    async with svc.db.read() as conn:
+        rows = await list_deliveries(conn, policy["id"], status=status, channel=channel,
+                                     after_id=_cursor(request), limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return json_response(DeliveryPage(items=[DeliveryOut(**r) for r in rows],
+                                      next_cursor=_next_cursor(rows[-1]["id"]) if more else None))
+
+
+@endpoint("GET", "/v1/policies/{id}/explain", summary="Why a subscriber is or is not reached by a policy",
+          tag="policies", auth="department_or_admin", response=ExplainOut, errors=(401, 404, 422),
+          query=(Param("subscriber_id", "the subscriber to explain", required=True, schema={"type": "integer"}),))
+async def explain_policy(request: web.Request) -> web.Response:
+    svc = services(request)
+    policy = await _own_policy(request)
+    sid = int_param(request, "subscriber_id", lo=1, hi=2**63 - 1)
+    async with svc.db.read() as conn:
+        sub = await load_subscriber(conn, sid)
+    if sub is None or sub["status"] == "erased":
+        raise Problem(404, "no such subscriber")
+    targeting, _ = parse_targeting(policy["targeting"], svc.catalogue)
+    if targeting is None:
+        raise Problem(409, "the policy's targeting no longer fits the audience catalogue")
+    return json_response(explain(targeting, policy, sub))
+
+
+def explain(targeting: Any, policy: dict[str, Any], sub: dict[str, Any]) -> ExplainOut:
+    checks: list[tuple[bool, str]] = []
+    checks.append((sub["status"] == "active", f"subscriber status is '{sub['status']}' (must be 'active')"))
+    groups = [g for g in targeting.audiences if g in sub["audiences"]]
+    checks.append((bool(groups), f"member of the policy's audiences: {', '.join(groups) if groups else 'none of ' + ', '.join(targeting.audiences)}"))
+    domain_ok = policy["domain"] in sub["domains"] or ALL_DOMAINS in sub["domains"]
+    checks.append((domain_ok, f"subscribes to domain '{policy['domain']}': {'yes' if domain_ok else 'no'}"))
+    reasons = [f"{'✓' if ok else '✗'} {text}" for ok, text in checks]
+    matched = all(ok for ok, _ in checks)
+    if targeting.where is not None:
+        ok, lines = evaluate(targeting.where, sub["audiences"])
+        reasons += [f"{'✓' if ok else '✗'} {line}" for line in lines]
+        matched = matched and ok
+    common = [c for c in policy["channels"] if c in sub["channels"]]
+    reasons.append(f"{'✓' if common else '✗'} channels both allow: {', '.join(common) if common else 'none'}")
+    return ExplainOut(matched=matched and bool(common), reasons=reasons)

@@ -1,0 +1,100 @@
+"""Subscribers created by departments (who hold the consent) or by the admin, and CSV import."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from aiohttp import web
+
+from pushsvc.api.auth import caller
+from pushsvc.api.problems import Problem, invalid
+from pushsvc.api.routing import endpoint, json_body, json_response, path_id, read_body, services
+from pushsvc.channels import CHANNEL_CONTACTS
+from pushsvc.core.errors import FieldError
+from pushsvc.core.models import ImportResult, QuietHours, SubscriberIn, SubscriberOut, WechatContact
+from pushsvc.core.subscribers import validate_subscriber
+from pushsvc.importing import import_csv
+from pushsvc.store.subscribers import IDENTITY_PATHS, find_duplicates, insert_subscribers, load_subscriber
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def subscriber_out(row: dict[str, Any]) -> SubscriberOut:
+    wechat = None
+    if row["wechat_openid"] or row["wechat_webhook"]:
+        wechat = WechatContact(openid=row["wechat_openid"], webhook_url=row["wechat_webhook"])
+    quiet = None
+    if row["quiet_start"] is not None and row["quiet_end"] is not None:
+        quiet = QuietHours(start=_hhmm(row["quiet_start"]), end=_hhmm(row["quiet_end"]))
+    return SubscriberOut(
+        id=row["id"],
+        status=row["status"],
+        name=row["name"],
+        email=row["email"],
+        phone=row["phone"],
+        wechat=wechat,
+        audiences=row["audiences"],
+        domains=row["domains"],
+        channels=row["channels"],
+        frequency=row["frequency"],
+        locale=row["locale"],
+        quiet_hours=quiet,
+        created_at=row["created_at"],
+    )
+
+
+@endpoint("POST", "/v1/subscribers", summary="Create an active subscriber (the caller holds the consent)",
+          tag="subscribers", auth="department_or_admin", body=SubscriberIn, response=SubscriberOut, status=201,
+          errors=(400, 401, 409, 413, 422))
+async def post_subscriber(request: web.Request) -> web.Response:
+    svc = services(request)
+    who = caller(request)
+    sub, errors = validate_subscriber(await json_body(request), svc.catalogue, CHANNEL_CONTACTS, svc.settings.webhook_origins)
+    if sub is None:
+        raise invalid(errors)
+    async with svc.db.write() as conn:
+        existing = await find_duplicates(conn, [sub])
+        if existing:
+            conflicts = [FieldError(IDENTITY_PATHS[f], f"already belongs to subscriber {sid}") for (f, _), sid in existing.items()]
+            raise Problem(409, "a subscriber with this contact exists", conflicts,
+                          existing_id=next(iter(existing.values())))
+        [sid] = await insert_subscribers(conn, [sub], status="active", source=who.source, department_id=who.department_id)
+        row = await load_subscriber(conn, sid)
+    assert row is not None
+    return json_response(subscriber_out(row), status=201)
+
+
+@endpoint("GET", "/v1/subscribers/{id}", summary="Read a subscriber", tag="subscribers",
+          auth="department_or_admin", response=SubscriberOut, errors=(401, 404))
+async def get_subscriber(request: web.Request) -> web.Response:
+    svc = services(request)
+    who = caller(request)
+    async with svc.db.read() as conn:
+        row = await load_subscriber(conn, path_id(request))
+    # A department sees the subscribers it created; their contacts are not its to browse otherwise.
+    if row is None or row["status"] == "erased" or (not who.is_admin and row["department_id"] != who.department_id):
+        raise Problem(404, "no such subscriber")
+    return json_response(subscriber_out(row))
+
+
+@endpoint("POST", "/v1/subscribers/import", summary="Import subscribers from CSV (columns in the README)",
+          tag="subscribers", auth="department_or_admin", body_media="text/csv", response=ImportResult,
+          errors=(400, 401, 413, 415))
+async def import_subscribers(request: web.Request) -> web.Response:
+    svc = services(request)
+    who = caller(request)
+    if request.content_type not in ("text/csv", "application/csv", "text/plain"):
+        raise Problem(415, "send the file as text/csv")
+    raw = await read_body(request, svc.settings.max_import_bytes)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Problem(400, "the CSV must be UTF-8 encoded") from None
+    report = await import_csv(
+        svc, io.StringIO(text, newline=""), source=who.source, department_id=who.department_id,
+        channel_contacts=CHANNEL_CONTACTS,
+    )
+    return json_response(report.as_dict())

@@ -1,0 +1,203 @@
+"""Pydantic models at the HTTP boundary; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from pushsvc.core.errors import FieldError
+
+Frequency = Literal["immediate", "daily", "weekly"]
+Locale = Literal["zh-CN", "zh-HK", "en"]
+Disclosure = Literal["proactive", "on_request", "not_disclosed"]
+DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "failed", "held"]
+Url = Field(default=None, max_length=1000, pattern=r"^https?://\S+$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DepartmentIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    domains: list[str] = Field(min_length=1, max_length=26)
+    contact_email: str | None = Field(default=None, max_length=254)
+
+
+class DepartmentOut(BaseModel):
+    id: int
+    name: str
+    domains: list[str]
+    api_key: str = Field(description="Shown this once; only its hash is stored.")
+
+
+class WechatContact(Strict):
+    webhook_url: str | None = Field(default=None, max_length=500)
+    openid: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]{6,64}$")
+
+
+class QuietHours(Strict):
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class SubscriberIn(Strict):
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=32)
+    wechat: WechatContact | None = None
+    audiences: dict[str, dict[str, Any]] = Field(min_length=1, description="group slug -> attributes")
+    domains: list[str] = Field(min_length=1, max_length=27, description='domain slugs, or ["*"] for all')
+    channels: list[str] = Field(min_length=1, max_length=10)
+    frequency: Frequency = "immediate"
+    locale: Locale = "zh-CN"
+    quiet_hours: QuietHours | None = None
+
+
+class SubscriberOut(BaseModel):
+    id: int
+    status: str
+    name: str | None
+    email: str | None
+    phone: str | None
+    wechat: WechatContact | None
+    audiences: dict[str, dict[str, Any]]
+    domains: list[str]
+    channels: list[str]
+    frequency: str
+    locale: str
+    quiet_hours: QuietHours | None
+    created_at: datetime
+
+
+class ImportError_(BaseModel):
+    row: int
+    errors: list[dict[str, str]]
+
+
+class ImportResult(BaseModel):
+    imported: int
+    merged: int = Field(description="rows that matched an existing subscriber and were merged into it")
+    rejected: list[ImportError_]
+
+
+class PredicateDoc(BaseModel):
+    """Documentation shape of a predicate: {all|any: [...]}, {not: {...}} or {attr, op, value}."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class TargetingIn(BaseModel):
+    audiences: list[str] = Field(min_length=1)
+    where: dict[str, Any] | None = None
+
+
+class PolicyIn(Strict):
+    title: str = Field(min_length=1, max_length=300)
+    summary: str = Field(min_length=1, max_length=4000)
+    body: str = Field(default="", max_length=200_000)
+    domain: str = Field(max_length=64)
+    doc_number: str | None = Field(default=None, max_length=120)
+    url: str | None = Url
+    interpretation_url: str | None = Url
+    disclosure: Disclosure = "proactive"
+    produced_on: date | None = None
+    effective_on: date | None = None
+    expires_on: date | None = None
+    publish_at: AwareDatetime | None = None
+    targeting: dict[str, Any]
+    channels: list[str] = Field(min_length=1, max_length=10)
+
+
+class ChannelCounts(BaseModel):
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    held: int = 0
+
+
+class PolicyOut(BaseModel):
+    id: int
+    status: str
+    department_id: int
+    title: str
+    summary: str
+    domain: str
+    doc_number: str | None
+    url: str | None
+    interpretation_url: str | None
+    disclosure: str
+    produced_on: date | None
+    effective_on: date | None
+    expires_on: date | None
+    publish_at: datetime | None
+    published_at: datetime | None
+    targeting: dict[str, Any]
+    channels: list[str]
+    matched: int
+    page_url: str
+    deliveries: dict[str, ChannelCounts]
+    created_at: datetime
+
+
+class PreviewOut(BaseModel):
+    total: int
+    by_channel: dict[str, int]
+    by_audience: dict[str, int]
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    subscriber_id: int
+    channel: str
+    status: str
+    attempts: int
+    error: str | None
+    updated_at: datetime
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class ExplainOut(BaseModel):
+    matched: bool
+    reasons: list[str]
+
+
+class ProblemField(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[ProblemField] | None = None
+
+
+def field_path(loc: tuple[int | str, ...], root: str = "") -> str:
+    """pydantic's ('a', 0, 'b') -> 'a[0].b'."""
+    out = root
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out = f"{out}.{part}" if out else str(part)
+    return out
+
+
+def pydantic_errors(exc: ValidationError, root: str = "") -> list[FieldError]:
+    errors = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        errors.append(FieldError(field_path(loc, root) or root or "body", message))
+    return errors

@@ -1,0 +1,65 @@
+"""A policy request checked against the catalogue, the department's domains and the channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import ValidationError
+
+from pushsvc.core.catalogue import Catalogue
+from pushsvc.core.errors import FieldError
+from pushsvc.core.models import PolicyIn, pydantic_errors
+from pushsvc.core.targeting import Targeting, parse_targeting, targeting_to_json
+
+
+class DomainNotAllowed(Exception):
+    """The department may not publish in this domain (HTTP 403, not a validation error)."""
+
+
+@dataclass(frozen=True)
+class CheckedPolicy:
+    data: PolicyIn
+    targeting: Targeting
+
+    def row(self) -> dict[str, Any]:
+        """Column values for the policies table."""
+        fields = self.data.model_dump(exclude={"targeting", "channels"})
+        fields["targeting"] = targeting_to_json(self.targeting)
+        fields["channels"] = list(dict.fromkeys(self.data.channels))
+        return fields
+
+    def initial_status(self, at: datetime) -> str:
+        publish_at = self.data.publish_at
+        return "scheduled" if publish_at is not None and publish_at > at else "publishing"
+
+
+def check_policy(
+    raw: Any, catalogue: Catalogue, channels: tuple[str, ...], allowed_domains: list[str] | None
+) -> tuple[CheckedPolicy | None, list[FieldError]]:
+    """`allowed_domains` None means any (the admin); raises DomainNotAllowed for a known domain
+    outside the department's list."""
+    try:
+        data = PolicyIn.model_validate(raw)
+    except ValidationError as exc:
+        return None, pydantic_errors(exc)
+    errors: list[FieldError] = []
+    if data.domain not in catalogue.domains:
+        errors.append(FieldError("domain", f"unknown policy domain '{data.domain}'"))
+    if data.disclosure != "proactive":
+        errors.append(FieldError("disclosure", "only proactively disclosed (主动公开) items are pushed"))
+    for i, name in enumerate(data.channels):
+        if name not in channels:
+            errors.append(FieldError(f"channels[{i}]", f"unknown channel '{name}' (known: {', '.join(channels)})"))
+    if data.effective_on and data.expires_on and data.expires_on < data.effective_on:
+        errors.append(FieldError("expires_on", "is before effective_on"))
+    if data.publish_at and data.publish_at.astimezone(timezone.utc).year > 9000:
+        errors.append(FieldError("publish_at", "is too far in the future"))
+    targeting, targeting_errors = parse_targeting(raw.get("targeting") if isinstance(raw, dict) else None, catalogue)
+    errors.extend(targeting_errors)
+    if errors or targeting is None:
+        return None, errors
+    if allowed_domains is not None and data.domain not in allowed_domains:
+        raise DomainNotAllowed(data.domain)
+    return CheckedPolicy(data, targeting), []

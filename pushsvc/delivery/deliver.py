@@ -1,0 +1,58 @@
+"""Deliver: send one batch of one policy on one channel, and write what happened in bulk."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from pushsvc.channels.base import Outcome
+from pushsvc.core.retry import ledger_update
+from pushsvc.delivery.messages import load_message
+from pushsvc.services import Services
+from pushsvc.store.deliveries import claim, load_recipients, release, write_outcomes
+from pushsvc.store.subscribers import now
+
+
+def lease_cutoff(svc: Services, at: datetime) -> datetime:
+    """A row `sending` for longer than a job may run belongs to a worker that died."""
+    return at - timedelta(seconds=svc.settings.job_timeout_seconds + 10)
+
+
+async def run_deliver(svc: Services, policy_id: int, channel_name: str, lo: int, hi: int) -> float | None:
+    """Returns seconds until the earliest retry is due, or None when nothing is left to retry."""
+    at = now()
+    async with svc.db.write() as conn:
+        claimed = await claim(conn, policy_id, channel_name, lo, hi, at, lease_cutoff(svc, at))
+    if not claimed:
+        return None
+    channel = svc.channels.get(channel_name)
+    try:
+        message = await load_message(svc, policy_id)
+        async with svc.db.read() as conn:
+            recipients, gone = await load_recipients(conn, claimed, channel_name)
+        outcomes: list[Outcome] = [Outcome(d, "failed", "unsubscribed before sending") for d in gone]
+        if channel is None or message is None:
+            reason = f"channel '{channel_name}' is not configured" if channel is None else "policy deleted"
+            outcomes += [Outcome(r.delivery_id, "failed", reason) for r in recipients]
+        elif recipients:
+            outcomes += await channel.send(message, recipients)
+    except asyncio.CancelledError:
+        # Stopped before the outcomes were known: give the rows back rather than leave them `sending`.
+        await asyncio.shield(_release(svc, [c.delivery_id for c in claimed]))
+        raise
+    attempts = {c.delivery_id: c.attempts for c in claimed}
+    done = now()
+    s = svc.settings
+    updates = [
+        ledger_update(o, attempts[o.delivery_id], s.max_attempts, done, s.retry_base_seconds, s.retry_max_seconds)
+        for o in outcomes
+    ]
+    async with svc.db.write() as conn:
+        await write_outcomes(conn, updates)
+    retry_times = [u["new_next"] for u in updates if u["new_next"] is not None]
+    return max(0.0, (min(retry_times) - done).total_seconds()) if retry_times else None
+
+
+async def _release(svc: Services, delivery_ids: list[int]) -> None:
+    async with svc.db.write() as conn:
+        await release(conn, delivery_ids, now())

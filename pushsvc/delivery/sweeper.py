@@ -1,0 +1,49 @@
+"""The sweeper: the database is the truth, Redis only carries work. Anything the ledger says is
+waiting but nobody is working on (Redis restarted, a worker died) is enqueued again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pushsvc.delivery.deliver import lease_cutoff
+from pushsvc.jobs import deliver_job_id, enqueue_deliver, enqueue_fanout, fanout_job_id
+from pushsvc.services import Services
+from pushsvc.store.deliveries import stale_work
+from pushsvc.store.policies import due_scheduled, unfinished_fanouts
+from pushsvc.store.subscribers import now
+
+
+async def run_sweep(svc: Services) -> int:
+    """Returns how many jobs it enqueued."""
+    at = now()
+    stale_before = at - timedelta(seconds=svc.settings.stale_after_seconds)
+    # Job ids carry the sweep's minute: a job id kept from an earlier run must not swallow this one.
+    tag = f"sweep{int(at.timestamp()) // 60}"
+    enqueued = 0
+    async with svc.db.read() as conn:
+        for policy_id in await due_scheduled(conn, at):
+            await enqueue_fanout(svc.redis, policy_id)
+            enqueued += 1
+        for policy_id in await unfinished_fanouts(conn, stale_before):
+            await enqueue_fanout(svc.redis, policy_id, job_id=f"{fanout_job_id(policy_id)}:{tag}")
+            enqueued += 1
+        size = svc.settings.fanout_batch_size
+        group: list[int] = []
+        key: tuple[int, str] | None = None
+        async for policy_id, channel, sid in stale_work(conn, stale_before, lease_cutoff(svc, stale_before)):
+            if key != (policy_id, channel) or len(group) == size:
+                if group and key:
+                    await _enqueue_range(svc, key, group, tag)
+                    enqueued += 1
+                key, group = (policy_id, channel), []
+            group.append(sid)
+        if group and key:
+            await _enqueue_range(svc, key, group, tag)
+            enqueued += 1
+    return enqueued
+
+
+async def _enqueue_range(svc: Services, key: tuple[int, str], sids: list[int], tag: str) -> None:
+    policy_id, channel = key
+    lo, hi = sids[0], sids[-1]
+    await enqueue_deliver(svc.redis, policy_id, channel, lo, hi, job_id=f"{deliver_job_id(policy_id, channel, lo, hi)}:{tag}")

@@ -1,0 +1,55 @@
+"""The long-lived things a process needs, built once at start-up and shared by handlers and jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
+
+from pushsvc.channels.base import Channel
+from pushsvc.core.catalogue import Catalogue, load_catalogue
+from pushsvc.core.rendering import Renderer
+from pushsvc.core.tokens import TokenSigner
+from pushsvc.jobs import job_serializer, job_deserializer
+from pushsvc.settings import Settings
+from pushsvc.store.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    catalogue: Catalogue
+    signer: TokenSigner
+    renderer: Renderer
+    redis: ArqRedis
+    channels: dict[str, Channel] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        for channel in self.channels.values():
+            await channel.close()
+        await self.redis.aclose()
+        await self.db.close()
+
+
+def redis_settings(url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(url)
+
+
+async def open_services(settings: Settings) -> Services:
+    """Loads the catalogue first: a broken audiences/ file stops start-up before anything connects."""
+    catalogue = load_catalogue(settings.audiences_dir)
+    redis = await create_pool(
+        redis_settings(settings.redis_url),
+        job_serializer=job_serializer,
+        job_deserializer=job_deserializer,
+    )
+    return Services(
+        settings=settings,
+        db=Database(settings.database_url),
+        catalogue=catalogue,
+        signer=TokenSigner(settings.secret_key),
+        renderer=Renderer(settings.templates_dir),
+        redis=redis,
+    )

@@ -1,0 +1,103 @@
+"""Service settings, read from PUSHSVC_* environment variables and an optional .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(SystemExit):
+    """Start-up stops with a message naming each bad setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PUSHSVC_", env_file=".env", extra="ignore")
+
+    database_url: str = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'pushsvc.db'}"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    admin_token: str = Field(min_length=16)
+    secret_key: str = Field(min_length=32)
+    public_url: str = "http://127.0.0.1:8080"
+
+    audiences_dir: Path = REPO_ROOT / "audiences"
+    templates_dir: Path = REPO_ROOT / "templates"
+
+    max_body_bytes: int = Field(default=1 << 20, gt=0)
+    max_import_bytes: int = Field(default=64 << 20, gt=0)
+
+    # Fan-out and delivery.
+    fanout_batch_size: int = Field(default=500, ge=1, le=10_000)
+    max_attempts: int = Field(default=6, ge=1)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=600.0, gt=0)
+    stale_after_seconds: int = Field(default=300, ge=5)
+    job_timeout_seconds: int = Field(default=60, ge=5)
+    worker_max_jobs: int = Field(default=8, ge=1)
+    sweep_every_seconds: int = Field(default=30, ge=1, le=60)
+
+    # E-mail over SMTP.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, gt=0, lt=65536)
+    smtp_from: str = "pushsvc@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_connections: int = Field(default=8, ge=1, le=200)
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    unsubscribe_mailto: str | None = None
+
+    # Robot webhooks are called by the workers, so only these origins may be named (comma-separated).
+    wechat_webhook_origins: str = "https://qyapi.weixin.qq.com"
+
+    @property
+    def webhook_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.wechat_webhook_origins.split(",") if o.strip())
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, v: str) -> str:
+        if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_base(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's report into one line per bad PUSHSVC_* variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "PUSHSVC_" + "_".join(str(p) for p in err["loc"]).upper()
+            reason = "is required but not set" if err["type"] == "missing" else err["msg"]
+            lines.append(f"setting {name} {reason}")
+        raise SettingsError("pushsvc cannot start:\n  " + "\n  ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

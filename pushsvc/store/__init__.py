@@ -1,0 +1,1 @@
+"""The store: schema, migrations and queries; one code path for SQLite and PostgreSQL."""

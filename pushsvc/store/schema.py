@@ -1,0 +1,187 @@
+"""The database schema (SQLAlchemy Core). Migrations in `migrations/` must match it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants room for billions of deliveries.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC on both backends, always returned timezone-aware."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def _created() -> sa.Column[datetime]:
+    return sa.Column("created_at", UTCDateTime(), nullable=False)
+
+
+departments = sa.Table(
+    "departments",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("domains", Json, nullable=False),
+    sa.Column("api_key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_prefix", sa.String(16), nullable=False),
+    sa.Column("contact_email", sa.String(254)),
+    _created(),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("email", sa.String(254), unique=True),
+    sa.Column("phone", sa.String(20), unique=True),
+    sa.Column("uscc", sa.String(18), unique=True),
+    sa.Column("wechat_openid", sa.String(64)),
+    sa.Column("wechat_webhook", sa.String(500)),
+    # pending (awaiting confirmation) | active | paused | unsubscribed | erased
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("frequency", sa.String(10), nullable=False, server_default="immediate"),
+    sa.Column("locale", sa.String(8), nullable=False, server_default="zh-CN"),
+    # Quiet hours for SMS and WeChat as minutes after local midnight; NULL means the default.
+    sa.Column("quiet_start", sa.SmallInteger()),
+    sa.Column("quiet_end", sa.SmallInteger()),
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id")),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "status", "id"),
+)
+
+# One row per audience group a subscriber belongs to, with that group's attributes.
+subscriber_audiences = sa.Table(
+    "subscriber_audiences",
+    metadata,
+    sa.Column("subscriber_id", Id, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("audience", sa.String(40), primary_key=True),
+    sa.Column("attrs", Json, nullable=False),
+    sa.Index(None, "audience", "subscriber_id"),
+)
+
+# Domain subscriptions; the slug "*" stands for every domain, present and future.
+subscriber_domains = sa.Table(
+    "subscriber_domains",
+    metadata,
+    sa.Column("subscriber_id", Id, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("domain", sa.String(64), primary_key=True),
+    sa.Index(None, "domain", "subscriber_id"),
+)
+
+# The channels a subscriber currently accepts; a row is removed when they opt out of it.
+subscriber_channels = sa.Table(
+    "subscriber_channels",
+    metadata,
+    sa.Column("subscriber_id", Id, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Index(None, "channel", "subscriber_id"),
+)
+
+# Consent as PIPL wants it remembered: who agreed or withdrew, to what, when and through which path.
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", Id, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # granted | withdrawn | confirmed
+    sa.Column("scope", Json, nullable=False),
+    sa.Column("source", sa.String(80), nullable=False),
+    _created(),
+    sa.Index(None, "subscriber_id"),
+)
+
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id"), nullable=False),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("domain", sa.String(64), nullable=False),
+    sa.Column("doc_number", sa.String(120)),
+    sa.Column("url", sa.String(1000)),
+    sa.Column("interpretation_url", sa.String(1000)),
+    sa.Column("disclosure", sa.String(16), nullable=False),
+    sa.Column("produced_on", sa.Date()),
+    sa.Column("effective_on", sa.Date()),
+    sa.Column("expires_on", sa.Date()),
+    sa.Column("publish_at", UTCDateTime()),
+    sa.Column("targeting", Json, nullable=False),
+    sa.Column("channels", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # scheduled | publishing | published
+    sa.Column("revision", sa.Integer(), nullable=False, server_default="1"),
+    # Highest subscriber id whose delivery rows are written: where a resumed fan-out restarts.
+    sa.Column("fanout_cursor", Id, nullable=False, server_default="0"),
+    sa.Column("matched", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("published_at", UTCDateTime()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "department_id", "id"),
+    sa.Index(None, "status", "publish_at"),
+)
+
+# The delivery ledger: one row per policy x subscriber x channel.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("policy_id", Id, sa.ForeignKey("policies.id"), nullable=False),
+    sa.Column("subscriber_id", Id, sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    # queued | sending | sent | delivered | failed | held
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("attempts", sa.SmallInteger(), nullable=False, server_default="0"),
+    sa.Column("error", sa.Text()),
+    sa.Column("provider_ref", sa.String(100)),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime()),
+    sa.Column("delivered_at", UTCDateTime()),
+    sa.UniqueConstraint("policy_id", "subscriber_id", "channel"),
+    sa.Index(None, "policy_id", "channel", "status"),
+    sa.Index(None, "status", "updated_at"),
+    sa.Index(None, "provider_ref"),
+)
+
+# A repeated Idempotency-Key returns the first response and starts nothing.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id"), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.SmallInteger(), nullable=False),
+    sa.Column("response", Json, nullable=False),
+    _created(),
+)

@@ -1,0 +1,379 @@
+"""A local SMTP server that keeps every message it accepts: the mailbox of the demo, the tests and benchmarks.
+
+`SmtpSink` runs aiosmtpd in its own thread, stores messages in memory (and optionally as `.eml` files)
+and can be told to fail recipients on purpose. `sink_web_app` shows what it holds to a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser, BytesParser
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+log = logging.getLogger(__name__)
+
+TEMP_FAIL = "451 4.3.0 try again later"
+MAILBOX_UNAVAILABLE = "550 5.1.1 mailbox unavailable"
+SHOWN_ZONE = ZoneInfo("Asia/Shanghai")
+INDEX_LIMIT = 500  # the HTML list shows the newest ones; messages.json has them all
+_PPM = 1_000_000  # fault rates are kept in parts per million so the counting is exact integer arithmetic
+
+
+@dataclass(frozen=True, slots=True)
+class SinkMessage:
+    n: int
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    received_at: datetime  # UTC
+
+
+@dataclass(frozen=True, slots=True)
+class _Faults:
+    temp_fail_until: float = 0.0  # time.monotonic() deadline
+    temp_fail_ppm: int = 0
+    reject: frozenset[str] = frozenset()
+
+
+class _Controller(Controller):
+    """Records the port the OS picked: asked for port 0, aiosmtpd would check itself on port 0."""
+
+    def _create_server(self) -> Any:
+        return self._bind()
+
+    async def _bind(self) -> asyncio.AbstractServer:
+        server = await super()._create_server()
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+
+class _Handler:
+    """aiosmtpd's hooks, kept off SmtpSink so its public surface stays small."""
+
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        refusal = self._sink._answer_rcpt(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self._sink._accept(envelope.mail_from or "", envelope.rcpt_tos, envelope.original_content or b"")
+        return "250 OK"
+
+
+class SmtpSink:
+    """An SMTP server on `host:port` (port 0: any free one, then read `.port`) that keeps what it gets."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, maildir: Path | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.maildir = maildir
+        self._cond = threading.Condition()
+        self._messages: list[SinkMessage] = []
+        self._next_n = 1  # never reset, so files in maildir are not overwritten after clear()
+        self._faults = _Faults()
+        self._rate_seen = 0
+        self._temp_failed = 0
+        self._rejected = 0
+        self._controller: _Controller | None = None
+
+    def start(self) -> None:
+        if self.maildir is not None:
+            self.maildir.mkdir(parents=True, exist_ok=True)
+        # aiosmtpd logs each connection and recipient at INFO: at benchmark rates that is the main cost.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        controller = _Controller(
+            _Handler(self),
+            hostname=self.host,  # explicit: aiosmtpd's default may bind ::1 only
+            port=self.port,
+            server_hostname="pushsvc-smtp-sink",  # else every connection calls socket.getfqdn()
+        )
+        controller.start()
+        self.port = controller.port
+        self._controller = controller
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> SmtpSink:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # --- what it received -------------------------------------------------------------------
+    def messages(self) -> list[SinkMessage]:
+        with self._cond:
+            return list(self._messages)
+
+    def message(self, n: int) -> SinkMessage | None:
+        with self._cond:
+            if not self._messages:
+                return None
+            i = n - self._messages[0].n  # numbers are consecutive from the first message kept
+            return self._messages[i] if 0 <= i < len(self._messages) else None
+
+    def count(self) -> int:
+        return len(self._messages)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._messages = []
+            self._rate_seen = self._temp_failed = self._rejected = 0
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """Block until at least `count` messages are kept (from async code: `asyncio.to_thread`)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._messages) >= count, timeout)
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                "messages": len(self._messages),
+                "rcpt_temp_failed": self._temp_failed,
+                "rcpt_rejected": self._rejected,
+            }
+
+    # --- fault injection --------------------------------------------------------------------
+    def set_faults(
+        self, temp_fail_for: float = 0, temp_fail_rate: float = 0, reject: Iterable[str] = ()
+    ) -> None:
+        """Fail recipients from now on: all of them for `temp_fail_for` seconds (451), a share
+        `temp_fail_rate` of the rest (451, spread evenly and exactly), and those in `reject` (550).
+        Called with no arguments it clears every fault."""
+        if temp_fail_for < 0:
+            raise ValueError("temp_fail_for must be >= 0")
+        if not 0 <= temp_fail_rate <= 1:
+            raise ValueError("temp_fail_rate must be between 0 and 1")
+        faults = _Faults(
+            temp_fail_until=time.monotonic() + temp_fail_for if temp_fail_for else 0.0,
+            temp_fail_ppm=round(temp_fail_rate * _PPM),
+            reject=frozenset(a.lower() for a in reject),
+        )
+        with self._cond:
+            self._faults = faults
+            self._rate_seen = 0
+
+    # --- called from the SMTP thread --------------------------------------------------------
+    def _answer_rcpt(self, address: str) -> str | None:
+        with self._cond:
+            faults = self._faults
+            if faults.reject and address.lower() in faults.reject:
+                self._rejected += 1
+                return MAILBOX_UNAVAILABLE
+            if faults.temp_fail_until and time.monotonic() < faults.temp_fail_until:
+                self._temp_failed += 1
+                return TEMP_FAIL
+            if faults.temp_fail_ppm:
+                # The k-th recipient fails when floor(k * rate) steps up: exactly `rate` of any run.
+                self._rate_seen += 1
+                k, ppm = self._rate_seen, faults.temp_fail_ppm
+                if k * ppm // _PPM > (k - 1) * ppm // _PPM:
+                    self._temp_failed += 1
+                    return TEMP_FAIL
+        return None
+
+    def _accept(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> None:
+        with self._cond:
+            msg = SinkMessage(self._next_n, mail_from, tuple(rcpt_tos), data, datetime.now(timezone.utc))
+            self._next_n += 1
+            self._messages.append(msg)
+            self._cond.notify_all()
+        if self.maildir is not None:
+            (self.maildir / f"{msg.n}.eml").write_bytes(data)
+
+
+# --- the web view -----------------------------------------------------------------------------
+def _header(msg: Message, name: str) -> str:
+    raw = msg.get(name)
+    return "" if raw is None else _decode_header(msg, name, raw)
+
+
+def _decode_header(msg: Message, name: str, raw: Any) -> str:
+    try:
+        return str(msg.policy.header_fetch_parse(name, str(raw)))
+    except Exception:  # the email package raises on some malformed headers; a sink shows them raw
+        return str(raw)
+
+
+def _part_text(part: Message | None) -> str | None:
+    if part is None:
+        return None
+    try:
+        return str(part.get_content())  # type: ignore[attr-defined]
+    except Exception:  # unknown charset or broken encoding: show the bytes as best we can
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+
+
+def _head_of(data: bytes) -> Message:
+    return BytesHeaderParser(policy=policy.default).parsebytes(data)
+
+
+def _shown_time(at: datetime) -> str:
+    return at.astimezone(SHOWN_ZONE).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _page(title: str, body: str) -> web.Response:
+    doc = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+        "td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}"
+        "pre{white-space:pre-wrap;background:#f6f6f6;padding:.8em}"
+        "iframe{width:100%;height:32em;border:1px solid #ccc}</style></head>"
+        f"<body>{body}</body></html>"
+    )
+    return web.Response(
+        text=doc,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": "script-src 'none'; object-src 'none'; base-uri 'none'",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def _index(sink: SmtpSink) -> web.Response:
+    messages = sink.messages()
+    rows = []
+    for m in reversed(messages[-INDEX_LIMIT:]):
+        rows.append(
+            f"<tr><td>{m.n}</td><td>{_shown_time(m.received_at)}</td>"
+            f"<td>{html.escape(', '.join(m.rcpt_tos))}</td>"
+            f'<td><a href="/messages/{m.n}">{html.escape(_header(_head_of(m.data), "subject")) or "(no subject)"}</a>'
+            "</td></tr>"
+        )
+    shown = f"newest {INDEX_LIMIT} of {len(messages)}" if len(messages) > INDEX_LIMIT else str(len(messages))
+    body = (
+        f"<h1>SMTP sink</h1><p>{shown} message(s), times in Asia/Shanghai. "
+        '<a href="/messages.json">JSON</a></p>'
+        "<table><tr><th>#</th><th>received</th><th>to</th><th>subject</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+    return _page("SMTP sink", body)
+
+
+def _detail(m: SinkMessage) -> web.Response:
+    msg = BytesParser(policy=policy.default).parsebytes(m.data)
+    assert isinstance(msg, EmailMessage)  # policy.default builds EmailMessage
+    headers = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(_decode_header(msg, name, raw))}</td></tr>"
+        for name, raw in msg.raw_items()
+    )
+    parts = [
+        f'<p><a href="/">all messages</a> · <a href="/messages/{m.n}/raw">raw</a></p>',
+        f"<h1>{html.escape(_header(msg, 'subject')) or '(no subject)'}</h1>",
+        f"<p>envelope: from {html.escape(m.mail_from)} to {html.escape(', '.join(m.rcpt_tos))}, "
+        f"received {_shown_time(m.received_at)} (Asia/Shanghai)</p>",
+        f"<table>{headers}</table>",
+    ]
+    text = _part_text(msg.get_body(preferencelist=("plain",)))
+    if text is not None:
+        parts.append(f"<h2>Text part</h2><pre>{html.escape(text)}</pre>")
+    html_part = _part_text(msg.get_body(preferencelist=("html",)))
+    if html_part is not None:
+        # An empty sandbox runs no script and cannot reach this page; srcdoc needs the quotes escaped.
+        parts.append(f'<h2>HTML part</h2><iframe sandbox="" srcdoc="{html.escape(html_part, quote=True)}"></iframe>')
+    attachments = [
+        f"<li>{html.escape(a.get_filename() or '(unnamed)')} ({html.escape(a.get_content_type())})</li>"
+        for a in msg.iter_attachments()
+    ]
+    if attachments:
+        parts.append(f"<h2>Attachments</h2><ul>{''.join(attachments)}</ul>")
+    return _page(f"Message {m.n}", "".join(parts))
+
+
+def _summary(m: SinkMessage) -> dict[str, Any]:
+    return {
+        "n": m.n,
+        "mail_from": m.mail_from,
+        "rcpt_tos": list(m.rcpt_tos),
+        "subject": _header(_head_of(m.data), "subject"),
+        "received_at": m.received_at.isoformat(),
+    }
+
+
+def sink_web_app(sink: SmtpSink) -> web.Application:
+    """Pages to read what the sink received: `/`, `/messages/{n}`, `/messages/{n}/raw`, `/messages.json`."""
+
+    def found(request: web.Request) -> SinkMessage:
+        m = sink.message(int(request.match_info["n"]))
+        if m is None:
+            raise web.HTTPNotFound(text="no such message")
+        return m
+
+    async def index(request: web.Request) -> web.Response:
+        return _index(sink)
+
+    async def detail(request: web.Request) -> web.Response:
+        return _detail(found(request))
+
+    async def raw(request: web.Request) -> web.Response:
+        return web.Response(
+            body=found(request).data,
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
+
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response([_summary(m) for m in sink.messages()], dumps=_dumps)
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/messages.json", listing)
+    app.router.add_get(r"/messages/{n:\d+}", detail)
+    app.router.add_get(r"/messages/{n:\d+}/raw", raw)
+    return app
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+async def serve_sink(host: str, smtp_port: int, web_port: int, maildir: Path | None) -> None:
+    """Run the SMTP sink and its web view until cancelled."""
+    sink = SmtpSink(host, smtp_port, maildir)
+    await asyncio.to_thread(sink.start)
+    runner = web.AppRunner(sink_web_app(sink), access_log=None)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, host, web_port).start()
+        log.info(
+            "SMTP sink listening on %s:%d; read its mail at http://%s:%d/%s",
+            host, sink.port, host, web_port, f" and in {maildir}" if maildir else "",
+        )
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await asyncio.to_thread(sink.stop)

@@ -1,0 +1,100 @@
+"""Public pages: a policy's page, and one-click unsubscribe (RFC 8058)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from pushsvc.api.routing import endpoint, path_id, read_body, services
+from pushsvc.core.tokens import BadToken, read_unsubscribe_token
+from pushsvc.store.departments import department_by_id
+from pushsvc.store.policies import get_policy
+from pushsvc.store.subscribers import remove_channel
+
+# No script, nothing from elsewhere, no framing: the pages work without JavaScript anyway.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+PUBLIC_STATUSES = ("publishing", "published")
+_environments: dict[Path, jinja2.Environment] = {}
+
+
+def _env(templates_dir: Path) -> jinja2.Environment:
+    if templates_dir not in _environments:
+        _environments[templates_dir] = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(templates_dir / "web"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+    return _environments[templates_dir]
+
+
+def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    html = _env(services(request).settings.templates_dir).get_template(template).render(**context)
+    return web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
+
+
+def message_page(request: web.Request, status: int, title: str, text: str) -> web.Response:
+    return page(request, "message.html", status=status, title=title, text=text)
+
+
+@endpoint("GET", "/static/site.css", summary="The pages' stylesheet", tag="pages", html=True)
+async def stylesheet(request: web.Request) -> web.Response:
+    css = (services(request).settings.templates_dir / "web" / "site.css").read_text(encoding="utf-8")
+    return web.Response(text=css, content_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
+@endpoint("GET", "/p/{id}", summary="A policy's public page", tag="pages", html=True, errors=(404,))
+async def policy_page(request: web.Request) -> web.Response:
+    svc = services(request)
+    try:
+        policy_id = path_id(request)
+    except Exception:
+        return message_page(request, 404, "未找到 Not found", "没有这项政策。No such policy.")
+    async with svc.db.read() as conn:
+        policy = await get_policy(conn, policy_id)
+        department = await department_by_id(conn, policy["department_id"]) if policy else None
+    if policy is None or policy["status"] not in PUBLIC_STATUSES:
+        return message_page(request, 404, "未找到 Not found", "没有这项政策。No such policy.")
+    domain = svc.catalogue.domains.get(policy["domain"])
+    return page(request, "policy.html", policy=policy, department=department["name"] if department else "",
+                domain=domain.label.get("zh-CN") if domain else policy["domain"])
+
+
+def _unsubscribe_target(request: web.Request) -> tuple[int, str] | web.Response:
+    try:
+        return read_unsubscribe_token(services(request).signer, request.match_info["token"])
+    except BadToken:
+        return message_page(request, 400, "链接无效 Invalid link",
+                            "这个退订链接无效或不完整。This unsubscribe link is not valid.")
+
+
+@endpoint("GET", "/u/{token}", summary="Unsubscribe page: confirm leaving a channel", tag="pages", html=True,
+          errors=(400,))
+async def unsubscribe_page(request: web.Request) -> web.Response:
+    # A GET never unsubscribes: mail scanners follow links. The button POSTs the one-click form.
+    target = _unsubscribe_target(request)
+    if isinstance(target, web.Response):
+        return target
+    return page(request, "unsubscribe.html", channel=target[1], done=False)
+
+
+@endpoint("POST", "/u/{token}", summary="One-click unsubscribe (RFC 8058): body List-Unsubscribe=One-Click",
+          tag="pages", html=True, body_media="application/x-www-form-urlencoded", errors=(400,))
+async def unsubscribe(request: web.Request) -> web.Response:
+    target = _unsubscribe_target(request)
+    if isinstance(target, web.Response):
+        return target
+    await read_body(request, 4096)
+    svc = services(request)
+    subscriber_id, channel = target
+    async with svc.db.write() as conn:
+        await remove_channel(conn, subscriber_id, channel, source=f"{channel}:one-click")
+    return page(request, "unsubscribe.html", channel=channel, done=True)

@@ -1,0 +1,30 @@
+"""The job functions arq runs. Each only unpacks its context and calls the delivery code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import Retry
+
+from pushsvc.delivery.deliver import run_deliver
+from pushsvc.delivery.fanout import run_fanout
+from pushsvc.delivery.sweeper import run_sweep
+from pushsvc.services import Services
+
+
+def _svc(ctx: dict[str, Any]) -> Services:
+    return ctx["svc"]
+
+
+async def fanout(ctx: dict[str, Any], policy_id: int) -> None:
+    await run_fanout(_svc(ctx), policy_id)
+
+
+async def deliver(ctx: dict[str, Any], policy_id: int, channel: str, lo: int, hi: int) -> None:
+    retry_in = await run_deliver(_svc(ctx), policy_id, channel, lo, hi)
+    if retry_in is not None:
+        raise Retry(defer=retry_in)
+
+
+async def sweep(ctx: dict[str, Any]) -> int:
+    return await run_sweep(_svc(ctx))

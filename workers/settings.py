@@ -1,0 +1,57 @@
+"""How a pushsvc worker is configured: which jobs, their timeouts, the sweeper's schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+from arq.worker import Worker, func
+
+from pushsvc.channels import build_channels
+from pushsvc.jobs import job_deserializer, job_serializer
+from pushsvc.services import open_services, redis_settings
+from pushsvc.settings import Settings
+from workers import jobs
+
+
+def worker_options(settings: Settings) -> dict[str, Any]:
+    timeout = settings.job_timeout_seconds
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        svc = await open_services(settings)
+        svc.channels = build_channels(svc.settings, svc.renderer, svc.signer)
+        for channel in svc.channels.values():
+            await channel.start()
+        ctx["svc"] = svc
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "svc" in ctx:
+            await ctx["svc"].close()
+
+    every = settings.sweep_every_seconds
+    return {
+        # An explicit, short timeout on every job: it is also how long a killed worker's job waits
+        # before arq runs it again. The ledger bounds a delivery's attempts, not arq's max_tries.
+        "functions": [
+            func(jobs.fanout, timeout=timeout, max_tries=1000),
+            func(jobs.deliver, timeout=timeout, max_tries=1000),
+        ],
+        "cron_jobs": [
+            cron(jobs.sweep, second=set(range(0, 60, every)), timeout=timeout, run_at_startup=True, unique=True)
+        ],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": redis_settings(settings.redis_url),
+        "job_serializer": job_serializer,
+        "job_deserializer": job_deserializer,
+        "max_jobs": settings.worker_max_jobs,
+        "poll_delay": 0.2,
+        # SIGTERM lets running sends finish (up to a job's timeout) instead of cancelling them.
+        "job_completion_wait": timeout,
+        "keep_result": 3600,
+        "handle_signals": True,
+    }
+
+
+def make_worker(settings: Settings, **overrides: Any) -> Worker:
+    return Worker(**{**worker_options(settings), **overrides})
