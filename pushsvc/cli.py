@@ -123,6 +123,22 @@ def _stub_smtp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stub_sms(args: argparse.Namespace) -> int:
+    from pushsvc.stubs.sms_gateway import serve_sms_stub
+
+    settings = get_settings()
+    receipts_url = args.receipts_url or f"{settings.public_url}/v1/receipts/sms"
+    asyncio.run(serve_sms_stub(settings, args.host, args.port, receipts_url, args.receipt_delay))
+    return 0
+
+
+def _stub_wechat(args: argparse.Namespace) -> int:
+    from pushsvc.stubs.wechat import serve_wechat_stub
+
+    asyncio.run(serve_wechat_stub(get_settings(), args.host, args.port))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pushsvc.demo import run_demo
 
@@ -192,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=2525, help="SMTP port (default 2525)")
     p.add_argument("--web-port", type=int, default=8025, help="port of the page listing the mails (default 8025)")
     p.add_argument("--maildir", default="var/mail", help="folder to write each mail to as N.eml")
+    p = add("sms", _stub_sms, "A stand-in SMS gateway: records requests, posts signed receipts, injects faults.",
+            stub_sub)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8091, help="port (default 8091)")
+    p.add_argument("--receipts-url", default=None,
+                   help="where receipts are posted (default $PUSHSVC_PUBLIC_URL/v1/receipts/sms)")
+    p.add_argument("--receipt-delay", type=float, default=1.0, help="seconds before a receipt is posted (default 1)")
+    p = add("wechat", _stub_wechat, "A stand-in for WeChat: token endpoint, template messages, robot webhooks.",
+            stub_sub)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8092, help="port (default 8092)")
     return parser
 
 

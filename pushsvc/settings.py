@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(default=64 << 20, gt=0)
 
     # Fan-out and delivery.
-    fanout_batch_size: int = Field(default=500, ge=1, le=10_000)
+    fanout_batch_size: int = Field(default=1000, ge=1, le=10_000)
     max_attempts: int = Field(default=6, ge=1)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=600.0, gt=0)
@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(default=8, ge=1, le=200)
     smtp_timeout: float = Field(default=30.0, gt=0)
     unsubscribe_mailto: str | None = None
+
+    # No SMS or personal WeChat in this local span unless a subscriber sets their own ("" = none).
+    quiet_hours: str = Field(default="21:00-08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 
     # Robot webhooks are called by the workers, so only these origins may be named (comma-separated).
     wechat_webhook_origins: str = "https://qyapi.weixin.qq.com"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # DEFAULT_REDIS_URL and PYTHON are used by the scripts that source this
 # Shared steps of scripts/demo, scripts/test and .ci/run. Sourced, not run.
 # Each step does nothing when its work is already done, and stops with an exact instruction when
 # it cannot do the work itself (installing system packages needs root).
@@ -65,7 +66,7 @@ ensure_installed() {
     return 0
   fi
   say "installing pushsvc and its dependencies into .venv (a minute the first time)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$PUSHSVC_ROOT[dev]" </dev/null ||
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "${PUSHSVC_ROOT}[dev]" </dev/null ||
     die "pip install -e '.[dev]' failed (see above)"
   touch "$stamp"
 }

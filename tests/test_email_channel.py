@@ -40,6 +40,7 @@ MESSAGE = PolicyMessage(
     domain="employment-entrepreneurship",
     doc_number="穗人社规字〔2026〕3号",
     page_url=f"{PUBLIC}/p/7",
+    short_url=f"{PUBLIC}/s/abcdefg",
     source_url="https://example.gov.cn/policy/123",
     interpretation_url=None,
     produced_on=date(2026, 11, 20),

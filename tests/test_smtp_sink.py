@@ -56,7 +56,10 @@ async def test_keeps_the_bytes_it_was_sent_and_writes_maildir(sink: SmtpSink) ->
     assert sink.count() == 1
     [m] = sink.messages()
     assert (m.n, m.mail_from, m.rcpt_tos, m.data) == (
-        1, "pushsvc@example.gov.cn", ("a@example.com", "b@example.com"), data
+        1,
+        "pushsvc@example.gov.cn",
+        ("a@example.com", "b@example.com"),
+        data,
     )
     assert m.received_at.tzinfo is not None
     assert sink.maildir is not None and (sink.maildir / "1.eml").read_bytes() == data
@@ -177,8 +180,11 @@ async def test_serve_sink_runs_both_until_cancelled(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "serve_sink did not come up"
                 await asyncio.sleep(0.05)
         await aiosmtplib.send(
-            raw_message("hello"), sender="s@example.com", recipients=["a@example.com"],
-            hostname="127.0.0.1", port=smtp_port,
+            raw_message("hello"),
+            sender="s@example.com",
+            recipients=["a@example.com"],
+            hostname="127.0.0.1",
+            port=smtp_port,
         )
         async with http.get(f"http://127.0.0.1:{web_port}/messages.json") as r:
             assert [m["subject"] for m in await r.json()] == ["hello"]

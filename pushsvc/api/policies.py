@@ -28,7 +28,7 @@ from pushsvc.core.models import (
 from pushsvc.core.policies import CheckedPolicy, DomainNotAllowed, check_policy
 from pushsvc.core.subscribers import ALL_DOMAINS
 from pushsvc.core.targeting import evaluate, parse_targeting
-from pushsvc.delivery.messages import page_url
+from pushsvc.delivery.messages import page_url, policy_path
 from pushsvc.jobs import enqueue_fanout
 from pushsvc.services import Services
 from pushsvc.store.matching import preview_queries
@@ -41,6 +41,7 @@ from pushsvc.store.policies import (
     list_deliveries,
     remember_response,
 )
+from pushsvc.store.short_links import short_code
 from pushsvc.store.subscribers import load_subscriber, now
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ async def post_policy(request: web.Request) -> web.Response:
     try:
         async with svc.db.write() as conn:
             policy_id = await insert_policy(conn, dept_id, checked.row(), status)
+            await short_code(conn, policy_path(policy_id))
             policy = await get_policy(conn, policy_id)
             assert policy is not None
             body = json.loads((await policy_out(svc, conn, policy)).model_dump_json())

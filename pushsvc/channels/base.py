@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import date
-from typing import ClassVar, Literal, Protocol
+from datetime import date, datetime
+from typing import Any, ClassVar, Literal, Protocol
 
 
 class HasContacts(Protocol):
@@ -33,6 +33,9 @@ class Recipient:
     phone: str | None = None
     wechat_openid: str | None = None
     wechat_webhook: str | None = None
+    # The subscriber's own quiet hours (minutes after local midnight); None: the service default.
+    quiet_start: int | None = None
+    quiet_end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class PolicyMessage:
     domain: str
     doc_number: str | None
     page_url: str
+    short_url: str  # /s/{code}: what SMS, WeChat and QR codes carry
     source_url: str | None
     interpretation_url: str | None
     produced_on: date | None
@@ -55,17 +59,19 @@ class PolicyMessage:
     expires_on: date | None
 
 
-OutcomeStatus = Literal["sent", "retry", "failed"]
+OutcomeStatus = Literal["sent", "retry", "failed", "held"]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """`retry`: temporary, try again later; `failed`: permanent, never retried. `error` keeps the reason."""
+    """`retry`: temporary, try again later; `failed`: permanent, never retried; `held`: not now,
+    not before `not_before` (quiet hours). `error` keeps the reason."""
 
     delivery_id: int
     status: OutcomeStatus
     error: str | None = None
     provider_ref: str | None = None
+    not_before: datetime | None = None
 
 
 class Channel(ABC):
@@ -78,6 +84,15 @@ class Channel(ABC):
     def address(contacts: HasContacts) -> str | None:
         """The contact this channel would use, or None if there is none. Static, because
         subscriber validation asks it too ("channel sms needs a phone number")."""
+
+    def honours_quiet_hours(self, recipient: Recipient) -> bool:
+        """Whether a message to this recipient waits for the end of their quiet hours."""
+        return False
+
+    @abstractmethod
+    def preview(self, message: PolicyMessage, locale: str) -> dict[str, Any]:
+        """Exactly what would be sent, for GET /v1/policies/{id}/render (recipient values shown
+        as placeholders)."""
 
     async def start(self) -> None:
         return None

@@ -29,7 +29,9 @@ def ledger_update(
         "new_sent": at if outcome.status == "sent" else None,
         "new_updated": at,
     }
-    if outcome.status == "retry":
+    if outcome.status == "held":
+        row["new_next"] = outcome.not_before
+    elif outcome.status == "retry":
         if attempts >= max_attempts:
             row["new_status"] = "failed"
             row["new_error"] = f"gave up after {attempts} attempts: {outcome.error}"

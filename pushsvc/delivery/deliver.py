@@ -5,12 +5,30 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from pushsvc.channels.base import Outcome
+from pushsvc.channels.base import Channel, Outcome, Recipient
+from pushsvc.core.quiet_hours import parse_span, quiet_until
 from pushsvc.core.retry import ledger_update
 from pushsvc.delivery.messages import load_message
 from pushsvc.services import Services
 from pushsvc.store.deliveries import claim, load_recipients, release, write_outcomes
 from pushsvc.store.subscribers import now
+
+
+def hold_for_quiet_hours(
+    svc: Services, channel: Channel, recipients: list[Recipient], at: datetime
+) -> tuple[list[Recipient], list[Outcome]]:
+    """Split off those in their quiet hours: they are `held` until it ends, then claimed again."""
+    default = parse_span(svc.settings.quiet_hours)
+    ready: list[Recipient] = []
+    held: list[Outcome] = []
+    for r in recipients:
+        span = (r.quiet_start, r.quiet_end) if r.quiet_start is not None and r.quiet_end is not None else default
+        until = quiet_until(at, *span) if channel.honours_quiet_hours(r) else None
+        if until is None:
+            ready.append(r)
+        else:
+            held.append(Outcome(r.delivery_id, "held", not_before=until))
+    return ready, held
 
 
 def lease_cutoff(svc: Services, at: datetime) -> datetime:
@@ -35,7 +53,10 @@ async def run_deliver(svc: Services, policy_id: int, channel_name: str, lo: int,
             reason = f"channel '{channel_name}' is not configured" if channel is None else "policy deleted"
             outcomes += [Outcome(r.delivery_id, "failed", reason) for r in recipients]
         elif recipients:
-            outcomes += await channel.send(message, recipients)
+            recipients, held = hold_for_quiet_hours(svc, channel, recipients, at)
+            outcomes += held
+            if recipients:
+                outcomes += await channel.send(message, recipients)
     except asyncio.CancelledError:
         # Stopped before the outcomes were known: give the rows back rather than leave them `sending`.
         await asyncio.shield(_release(svc, [c.delivery_id for c in claimed]))

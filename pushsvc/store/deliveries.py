@@ -43,6 +43,8 @@ async def claim(
     (their lease ran out) are taken again: those, and only those, may be sent twice."""
     due = sa.or_(
         sa.and_(D.status == "queued", sa.or_(D.next_attempt_at.is_(None), D.next_attempt_at <= at)),
+        # Held for quiet hours (digest rows have no next_attempt_at and wait for their digest).
+        sa.and_(D.status == "held", D.next_attempt_at.is_not(None), D.next_attempt_at <= at),
         sa.and_(D.status == "sending", D.updated_at < lease_expired_before),
     )
     result = await conn.execute(
@@ -63,7 +65,9 @@ async def load_recipients(
         subscriber_channels.c.subscriber_id == S.id, subscriber_channels.c.channel == channel
     )
     rows = await conn.execute(
-        sa.select(S.id, S.name, S.locale, S.email, S.phone, S.wechat_openid, S.wechat_webhook).where(
+        sa.select(
+            S.id, S.name, S.locale, S.email, S.phone, S.wechat_openid, S.wechat_webhook, S.quiet_start, S.quiet_end
+        ).where(
             S.id.in_(list(by_subscriber)), S.status == "active", still_on
         )
     )
@@ -77,6 +81,8 @@ async def load_recipients(
             phone=r.phone,
             wechat_openid=r.wechat_openid,
             wechat_webhook=r.wechat_webhook,
+            quiet_start=r.quiet_start,
+            quiet_end=r.quiet_end,
         )
         for r in rows
     ]
@@ -125,11 +131,12 @@ async def stale_work(
             D.updated_at < queued_before,
             sa.or_(D.next_attempt_at.is_(None), D.next_attempt_at < queued_before),
         ),
+        sa.and_(D.status == "held", D.next_attempt_at < queued_before),
         sa.and_(D.status == "sending", D.updated_at < sending_before),
     )
     query = (
         sa.select(D.policy_id, D.channel, D.subscriber_id)
-        .where(D.status.in_(["queued", "sending"]), stale)
+        .where(D.status.in_(["queued", "sending", "held"]), stale)
         .order_by(D.policy_id, D.channel, D.subscriber_id)
     )
     result = await conn.stream(query.execution_options(yield_per=5000))

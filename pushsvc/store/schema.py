@@ -185,3 +185,12 @@ idempotency_keys = sa.Table(
     sa.Column("response", Json, nullable=False),
     _created(),
 )
+
+# Short links (/s/{code}) for SMS, WeChat and QR codes; a code never changes once issued.
+short_links = sa.Table(
+    "short_links",
+    metadata,
+    sa.Column("code", sa.String(16), primary_key=True),
+    sa.Column("target", sa.String(500), nullable=False, unique=True),
+    _created(),
+)

@@ -14,13 +14,13 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -60,6 +60,7 @@ class _Controller(Controller):
 
     async def _bind(self) -> asyncio.AbstractServer:
         server = await super()._create_server()
+        assert isinstance(server, asyncio.Server)  # what loop.create_server returns
         self.port = server.sockets[0].getsockname()[1]
         return server
 
@@ -121,7 +122,7 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> SmtpSink:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -164,9 +165,7 @@ class SmtpSink:
             }
 
     # --- fault injection --------------------------------------------------------------------
-    def set_faults(
-        self, temp_fail_for: float = 0, temp_fail_rate: float = 0, reject: Iterable[str] = ()
-    ) -> None:
+    def set_faults(self, temp_fail_for: float = 0, temp_fail_rate: float = 0, reject: Iterable[str] = ()) -> None:
         """Fail recipients from now on: all of them for `temp_fail_for` seconds (451), a share
         `temp_fail_rate` of the rest (451, spread evenly and exactly), and those in `reject` (550).
         Called with no arguments it clears every fault."""
@@ -204,7 +203,7 @@ class SmtpSink:
 
     def _accept(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> None:
         with self._cond:
-            msg = SinkMessage(self._next_n, mail_from, tuple(rcpt_tos), data, datetime.now(timezone.utc))
+            msg = SinkMessage(self._next_n, mail_from, tuple(rcpt_tos), data, datetime.now(UTC))
             self._next_n += 1
             self._messages.append(msg)
             self._cond.notify_all()
@@ -293,8 +292,10 @@ def _detail(m: SinkMessage) -> web.Response:
     parts = [
         f'<p><a href="/">all messages</a> · <a href="/messages/{m.n}/raw">raw</a></p>',
         f"<h1>{html.escape(_header(msg, 'subject')) or '(no subject)'}</h1>",
-        f"<p>envelope: from {html.escape(m.mail_from)} to {html.escape(', '.join(m.rcpt_tos))}, "
-        f"received {_shown_time(m.received_at)} (Asia/Shanghai)</p>",
+        (
+            f"<p>envelope: from {html.escape(m.mail_from)} to {html.escape(', '.join(m.rcpt_tos))}, "
+            f"received {_shown_time(m.received_at)} (Asia/Shanghai)</p>"
+        ),
         f"<table>{headers}</table>",
     ]
     text = _part_text(msg.get_body(preferencelist=("plain",)))
@@ -369,10 +370,9 @@ async def serve_sink(host: str, smtp_port: int, web_port: int, maildir: Path | N
     try:
         await runner.setup()
         await web.TCPSite(runner, host, web_port).start()
-        log.info(
-            "SMTP sink listening on %s:%d; read its mail at http://%s:%d/%s",
-            host, sink.port, host, web_port, f" and in {maildir}" if maildir else "",
-        )
+        log.info("SMTP sink on %s:%d; its mail at http://%s:%d/", host, sink.port, host, web_port)
+        if maildir is not None:
+            log.info("SMTP sink writes each message to %s as <n>.eml", maildir)
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
