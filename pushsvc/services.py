@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from arq import ArqRedis, create_pool
+from arq import ArqRedis
 from arq.connections import RedisSettings
+from redis.asyncio import ConnectionPool
 
 from pushsvc.channels.base import Channel
 from pushsvc.core.catalogue import Catalogue, load_catalogue
@@ -40,8 +41,9 @@ def redis_settings(url: str) -> RedisSettings:
 async def open_services(settings: Settings) -> Services:
     """Loads the catalogue first: a broken audiences/ file stops start-up before anything connects."""
     catalogue = load_catalogue(settings.audiences_dir)
-    redis = await create_pool(
-        redis_settings(settings.redis_url),
+    # Connects on first use, so the API starts (and /readyz says 503) while Redis is down.
+    redis = ArqRedis(
+        ConnectionPool.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5),
         job_serializer=job_serializer,
         job_deserializer=job_deserializer,
     )

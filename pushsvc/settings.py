@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     def webhook_origins(self) -> tuple[str, ...]:
         return tuple(o.strip().rstrip("/") for o in self.wechat_webhook_origins.split(",") if o.strip())
 
+    # SMS through a gateway's HTTP API (`pushsvc stub sms` stands in for the provider).
+    sms_url: str = "http://127.0.0.1:8091"
+    sms_secret: str = ""  # HMAC-SHA256 key for our requests and the gateway's callbacks; "" = SMS off
+    sms_sign_name: str = Field(default="广州政务公开", min_length=2, max_length=12)
+    sms_template_code: str = "PUSHSVC_POLICY"
+    sms_opt_out: str = Field(default="拒收请回复R", min_length=1, max_length=20)
+    sms_max_parts: int = Field(default=4, ge=1, le=10)
+    sms_timeout: float = Field(default=10.0, gt=0)
+    sms_connections: int = Field(default=4, ge=1, le=64)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, v: str) -> str:

@@ -31,7 +31,7 @@ import time
 from collections import OrderedDict
 from datetime import datetime, timezone
 from email.utils import format_datetime, parseaddr
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiosmtplib
 
@@ -127,10 +127,11 @@ def _base64_body(text: str) -> bytes:
 class _Layout:
     """One policy × locale, rendered with markers and laid out as bytes, ready to personalise."""
 
-    __slots__ = ("head", "text", "html", "part_text", "part_html", "tail", "anonymous")
+    __slots__ = ("subject", "head", "text", "html", "part_text", "part_html", "tail", "anonymous")
 
     def __init__(self, subject: str, text: str, html_body: str, from_header: str, locale: str) -> None:
         boundary = f"=_pushsvc_{secrets.token_hex(12)}"  # "=_" can't occur in base64 data
+        self.subject = subject
         self.head = (
             f"From: {from_header}\r\n"
             f"Subject: {encode_text(subject)}\r\n"
@@ -190,6 +191,14 @@ class EmailChannel(Channel):
     @staticmethod
     def address(contacts: HasContacts) -> str | None:
         return contacts.email or None
+
+    def preview(self, message: PolicyMessage, locale: str) -> dict[str, Any]:
+        layout = self._layout(message, locale)
+        shown = {self._name_marker: "{recipient_name}", self._unsub_marker: "{unsubscribe_url}"}
+        text, html_body = layout.text, layout.html
+        for marker, placeholder in shown.items():
+            text, html_body = text.replace(marker, placeholder), html_body.replace(marker, placeholder)
+        return {"subject": layout.subject, "text": text, "html": html_body}
 
     async def start(self) -> None:
         if self._pool is None:
