@@ -18,10 +18,12 @@ Command = Callable[[argparse.Namespace], int]
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from pushsvc.api.access_log import AccessLogger
     from pushsvc.api.app import build_app
 
     settings = _checked_settings()
-    web.run_app(build_app(settings), host=args.host, port=args.port, print=lambda m: print(m, flush=True))
+    web.run_app(build_app(settings), host=args.host, port=args.port, access_log_class=AccessLogger,
+                print=lambda m: print(m, flush=True))
     return 0
 
 

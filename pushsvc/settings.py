@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     # Robot webhooks are called by the workers, so only these origins may be named (comma-separated).
     wechat_webhook_origins: str = "https://qyapi.weixin.qq.com"
 
+    # WeChat: the Official Account's token and template endpoints live under wechat_api_url; robot
+    # messages are markdown or news cards; a robot key takes at most wechat_robot_max_messages in
+    # any wechat_robot_window_seconds (the platform's 20 a minute; a setting so tests can shrink
+    # the window). wechat_timeout bounds one HTTP request.
+    wechat_api_url: str = Field(default="https://api.weixin.qq.com", pattern=r"^https?://[^/?#]+/?$")
+    wechat_appid: str = ""
+    wechat_secret: str = ""
+    wechat_template_id: str = ""
+    wechat_robot_message: str = Field(default="markdown", pattern=r"^(markdown|news)$")
+    wechat_robot_max_messages: int = Field(default=20, ge=1)
+    wechat_robot_window_seconds: float = Field(default=60.0, gt=0)
+    wechat_timeout: float = Field(default=10.0, gt=0)
+    wechat_connections: int = Field(default=8, ge=1, le=100)
+
     @property
     def webhook_origins(self) -> tuple[str, ...]:
         return tuple(o.strip().rstrip("/") for o in self.wechat_webhook_origins.split(",") if o.strip())

@@ -44,25 +44,31 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _pg_execute(url: str, *statements: str) -> None:
+@pytest.fixture(scope="session")
+def pg_migrated() -> Iterator[str | None]:
+    """A database of this test session's own (sessions may run side by side), migrated once; tests
+    truncate its tables."""
+    if not PG_URL:
+        yield None
+        return
+    base, _, name = PG_URL.rpartition("/")
+    own = f"{name}_{os.getpid()}"
+    _pg_autocommit(PG_URL, f"DROP DATABASE IF EXISTS {own}", f"CREATE DATABASE {own}")
+    url = f"{base}/{own}"
+    upgrade(url)
+    yield url
+    _pg_autocommit(PG_URL, f"DROP DATABASE IF EXISTS {own} WITH (FORCE)")
+
+
+def _pg_autocommit(url: str, *statements: str) -> None:
     async def run() -> None:
-        engine = create_async_engine(url)
-        async with engine.begin() as conn:
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
             for statement in statements:
                 await conn.execute(sa.text(statement))
         await engine.dispose()
 
     asyncio.run(run())
-
-
-@pytest.fixture(scope="session")
-def pg_migrated() -> str | None:
-    """A fresh schema, migrated once; tests truncate the tables."""
-    if not PG_URL:
-        return None
-    _pg_execute(PG_URL, "DROP SCHEMA IF EXISTS public CASCADE", "CREATE SCHEMA public")
-    upgrade(PG_URL)
-    return PG_URL
 
 
 @pytest.fixture(params=BACKENDS)
@@ -73,7 +79,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
         return f"sqlite+aiosqlite:///{path}"
     assert pg_migrated is not None
     tables = ", ".join(t.name for t in metadata.sorted_tables)
-    _pg_execute(pg_migrated, f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    _pg_autocommit(pg_migrated, f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     return pg_migrated
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
 import re
@@ -19,11 +20,14 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from pushsvc.channels import CHANNELS, build_channels
+from pushsvc.channels import email as email_channel
 from pushsvc.channels.base import PolicyMessage, Recipient
 from pushsvc.channels.email import EmailChannel, envelope_address
+from pushsvc.core.qr import qr_png
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.tokens import TokenSigner, read_unsubscribe_token
 from pushsvc.settings import REPO_ROOT, Settings
+from tests.test_qr import decode
 
 PUBLIC = "https://push.example.gov.cn"
 TITLE = "关于支持中小微企业稳岗扩岗的若干措施"
@@ -153,6 +157,20 @@ def parse(raw: bytes) -> email.message.EmailMessage:
     return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
 
 
+def inline_qr(msg: email.message.EmailMessage) -> tuple[str, bytes]:
+    """(the Content-ID the HTML shows, that part's image bytes), checking the MIME structure:
+    multipart/alternative [text/plain, multipart/related [text/html, image/png]]."""
+    assert msg.get_content_type() == "multipart/alternative"
+    text_part, related = msg.get_payload()  # type: ignore[misc]
+    assert text_part.get_content_type() == "text/plain"
+    assert related.get_content_type() == "multipart/related" and related.get_param("type") == "text/html"
+    html_part, image = related.get_payload()
+    assert html_part.get_content_type() == "text/html" and image.get_content_type() == "image/png"
+    [cid] = re.findall(r'<img src="cid:([^"]+)"', html_part.get_content())
+    assert image["Content-ID"] == f"<{cid}>" and image.get_content_disposition() == "inline"
+    return cid, image.get_content()
+
+
 async def test_message_headers_and_bodies(server: Controller, sink: Sink, channel: EmailChannel, signer: TokenSigner) -> None:
     people = [
         recipient(1, "boss@example.com"),
@@ -180,6 +198,7 @@ async def test_message_headers_and_bodies(server: Controller, sink: Sink, channe
         assert msg["To"].addresses[0].addr_spec == rcpt
         assert msg["Date"].datetime is not None
         assert msg.get_content_type() == "multipart/alternative"
+        inline_qr(msg)
         ids.add(msg["Message-ID"])
 
         unsub = msg["List-Unsubscribe"]
@@ -223,6 +242,47 @@ async def test_message_headers_and_bodies(server: Controller, sink: Sink, channe
             assert msg["Subject"] == f"【{DEPARTMENT}】{TITLE}"
     assert len(ids) == 5
     assert ids == {o.provider_ref for o in outcomes}
+
+
+async def test_html_shows_the_qr_inline_made_once(server: Controller, sink: Sink, channel: EmailChannel,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+    monkeypatch.setattr(email_channel, "qr_png", lambda url: made.append(url) or qr_png(url))
+    email_channel._qr_body.cache_clear()
+    locales = ("zh-CN", "zh-HK", "en")
+    outcomes = await channel.send(MESSAGE, [recipient(i, f"u{i}@example.com", locale=locales[i % 3]) for i in range(12)])
+    assert {o.status for o in outcomes} == {"sent"} and len(sink.messages) == 12
+    assert made == [MESSAGE.short_url]  # one PNG per policy, whatever the locales and recipients
+    images = {inline_qr(parse(raw))[1] for _, _, raw in sink.messages}
+    assert len(images) == 1
+    assert decode(images.pop()) == [(MESSAGE.short_url, "M")]
+
+
+def test_preview_is_the_message_with_placeholders(port: int, renderer: CountingRenderer, signer: TokenSigner) -> None:
+    channel = EmailChannel(make_settings(port), renderer, signer)  # never started: previewing does no I/O
+    preview = channel.preview(MESSAGE, "en")
+    assert preview["subject"] == f"{TITLE} ({DEPARTMENT})"
+    assert "Dear {recipient_name}," in preview["text"] and "{unsubscribe_url}" in preview["text"]
+    assert "Dear {recipient_name}," in preview["html"] and 'href="{unsubscribe_url}"' in preview["html"]
+    assert "PUSHSVC" not in preview["text"] + preview["html"]
+    [image] = preview["inline_images"]
+    assert image["content_type"] == "image/png"
+    assert f'src="cid:{image["content_id"]}"' in preview["html"]
+    assert decode(base64.b64decode(image["data"])) == [(MESSAGE.short_url, "M")]
+
+    # Exactly what a recipient gets once their values are filled in.
+    person = recipient(1, "boss@example.com", name="ACME Ltd", locale="en")
+    msg = parse(channel.compose(MESSAGE, person, "boss@example.com", "Tue, 01 Dec 2026 00:00:00 +0000")[1])
+    unsub = msg["List-Unsubscribe"].split(",")[0].strip().strip("<>")
+    fill = {"{recipient_name}": "ACME Ltd", "{unsubscribe_url}": unsub}
+    assert msg["Subject"] == preview["subject"]
+    for part, kind in (("text", "plain"), ("html", "html")):
+        expected = preview[part]
+        for placeholder, value in fill.items():
+            expected = expected.replace(placeholder, value)
+        assert msg.get_body((kind,)).get_content() == expected  # type: ignore[union-attr]  # CRLF both: the wire form
+    cid, png = inline_qr(msg)
+    assert cid == image["content_id"] and png == base64.b64decode(image["data"])
 
 
 async def test_renders_once_per_policy_version_and_locale(server: Controller, channel: EmailChannel, renderer: CountingRenderer) -> None:

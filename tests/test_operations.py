@@ -125,3 +125,10 @@ async def test_redis_losing_every_job_loses_no_delivery(
 async def _has_deliveries(api: Api, key: str, policy_id: int) -> bool:
     status, body = await api.call("GET", f"/v1/policies/{policy_id}", key)
     return sum(body["deliveries"]["email"].values()) > 0
+
+
+def test_access_log_masks_tokens() -> None:
+    from pushsvc.api.access_log import masked_path
+
+    assert masked_path("/u/eyJhIjoxfQ.c2ln") == "/u/***"
+    assert masked_path("/p/12") == "/p/12"

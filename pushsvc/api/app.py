@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pushsvc.api import departments, health, openapi, policies, subscribers  # noqa: F401  (registers routes)
+from pushsvc.api import departments, gateways, health, openapi, policies, render, subscribers  # noqa: F401  (registers routes)
 from pushsvc.api.auth import CALLER, authenticate
 from pushsvc.api.problems import Problem, invalid
 from pushsvc.api.routing import ENDPOINTS, SERVICES, Endpoint, Handler
 from pushsvc.core.errors import ValidationFailed
 from pushsvc.services import Services, open_services
 from pushsvc.settings import Settings
-from pushsvc.web import pages  # noqa: F401  (registers routes)
+from pushsvc.web import pages, qr_pages  # noqa: F401  (registers routes)
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from pushsvc.api.auth import Caller, caller
 from pushsvc.api.problems import Problem, invalid
 from pushsvc.api.routing import Param, endpoint, int_param, json_body, json_response, path_id, services
 from pushsvc.channels import CHANNEL_CONTACTS
+from pushsvc.channels.sms import check_sms_parts
 from pushsvc.core.errors import FieldError
 from pushsvc.core.models import (
     ChannelCounts,
@@ -59,6 +60,7 @@ def _checked(svc: Services, who: Caller, raw: Any) -> CheckedPolicy:
                       [FieldError("domain", "not one of the department's domains")]) from None
     if checked is None:
         raise invalid(errors)
+    check_sms_parts(svc.settings, svc.renderer, checked.data, who.department["name"] if who.department else "")
     return checked
 
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 from pushsvc.channels.base import Channel
 from pushsvc.channels.email import EmailChannel
+from pushsvc.channels.sms import SmsChannel
+from pushsvc.channels.wechat import WechatChannel
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.subscribers import ChannelContacts
 from pushsvc.core.tokens import TokenSigner
@@ -17,6 +19,8 @@ from pushsvc.settings import Settings
 
 CHANNELS: Mapping[str, type[Channel]] = {
     EmailChannel.name: EmailChannel,
+    SmsChannel.name: SmsChannel,
+    WechatChannel.name: WechatChannel,
 }
 
 # The contact each channel addresses, for subscriber validation ("sms needs a phone number").

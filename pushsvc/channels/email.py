@@ -6,6 +6,11 @@ a message is laid out once as bytes with marker strings where the recipient's na
 URL go; per recipient we only replace the markers, base64 the two text parts and prepend the
 per-recipient headers. All headers are ASCII (RFC 2047 words, ASCII addresses), bodies base64.
 
+The HTML shows the policy's QR code inline: multipart/alternative [text/plain, multipart/related
+[text/html, image/png]], the image named by its Content-ID (`cid:` in the HTML), so it shows without
+loading remote images. The PNG is made and base64-encoded once per short link and sits in the
+layout's fixed tail: it adds bytes to each message, not work.
+
 Outcome rules (never an exception for one recipient):
 - 2xx: `sent`, provider_ref = the Message-ID.
 - `retry` (the reason kept as error): a 4xx reply; a dropped connection or a timeout; a server that
@@ -31,12 +36,14 @@ import time
 from collections import OrderedDict
 from datetime import datetime, timezone
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import aiosmtplib
 
 from pushsvc.channels.base import HasContacts, Channel, Outcome, OutcomeStatus, PolicyMessage, Recipient
 from pushsvc.core.identifiers import normalise_email
+from pushsvc.core.qr import qr_png
 from pushsvc.core.rendering import DEFAULT_LOCALE, Renderer
 from pushsvc.core.tokens import TokenSigner, unsubscribe_token
 from pushsvc.settings import Settings
@@ -119,19 +126,34 @@ def _encoded_word(raw: bytes | bytearray) -> str:
     return f"=?utf-8?b?{binascii.b2a_base64(raw, newline=False).decode('ascii')}?="
 
 
-def _base64_body(text: str) -> bytes:
-    encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+def _base64_lines(raw: bytes) -> bytes:
+    encoded = binascii.b2a_base64(raw, newline=False)
     return b"".join(encoded[i : i + _B64_LINE] + b"\r\n" for i in range(0, len(encoded), _B64_LINE))
+
+
+def _base64_body(text: str) -> bytes:
+    return _base64_lines(text.encode("utf-8"))
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _qr_body(short_url: str) -> bytes:
+    """The QR of a policy's short link as a base64 MIME body: once per policy, for every locale."""
+    return _base64_lines(qr_png(short_url))
 
 
 class _Layout:
     """One policy × locale, rendered with markers and laid out as bytes, ready to personalise."""
 
-    __slots__ = ("subject", "head", "text", "html", "part_text", "part_html", "tail", "anonymous")
+    __slots__ = ("subject", "head", "text", "html", "part_text", "part_html", "tail", "anonymous", "qr_cid",
+                 "qr_body")
 
-    def __init__(self, subject: str, text: str, html_body: str, from_header: str, locale: str) -> None:
-        boundary = f"=_pushsvc_{secrets.token_hex(12)}"  # "=_" can't occur in base64 data
-        self.subject = subject
+    def __init__(self, subject: str, text: str, html_body: str, from_header: str, locale: str, qr_cid: str,
+                 qr_body: bytes) -> None:
+        # Two unrelated boundaries: neither may begin the other's delimiter line. "=_" can't occur in base64.
+        boundary, related = (f"=_pushsvc_{secrets.token_hex(12)}" for _ in range(2))
+        self.subject = " ".join(subject.split())  # as the Subject header carries it
+        self.qr_cid = qr_cid
+        self.qr_body = qr_body
         self.head = (
             f"From: {from_header}\r\n"
             f"Subject: {encode_text(subject)}\r\n"
@@ -144,10 +166,16 @@ class _Layout:
             "Content-Transfer-Encoding: base64\r\n\r\n"
         ).encode("ascii")
         self.part_html = (
-            f'--{boundary}\r\nContent-Type: text/html; charset="utf-8"\r\n'
+            f'--{boundary}\r\nContent-Type: multipart/related; boundary="{related}"; type="text/html"\r\n\r\n'
+            f'--{related}\r\nContent-Type: text/html; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: base64\r\n\r\n"
         ).encode("ascii")
-        self.tail = f"--{boundary}--\r\n".encode("ascii")
+        self.tail = b"".join((
+            f"--{related}\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n"
+            f'Content-ID: <{qr_cid}>\r\nContent-Disposition: inline; filename="qr.png"\r\n\r\n'.encode("ascii"),
+            qr_body,
+            f"--{related}--\r\n--{boundary}--\r\n".encode("ascii"),
+        ))
         # Bodies are canonical text: CRLF line ends before encoding (RFC 2046).
         self.text = text.replace("\r\n", "\n").replace("\n", "\r\n")
         self.html = html_body.replace("\r\n", "\n").replace("\n", "\r\n")
@@ -198,7 +226,9 @@ class EmailChannel(Channel):
         text, html_body = layout.text, layout.html
         for marker, placeholder in shown.items():
             text, html_body = text.replace(marker, placeholder), html_body.replace(marker, placeholder)
-        return {"subject": layout.subject, "text": text, "html": html_body}
+        image = {"content_id": layout.qr_cid, "content_type": "image/png", "filename": "qr.png",
+                 "data": layout.qr_body.replace(b"\r\n", b"").decode("ascii")}
+        return {"subject": layout.subject, "text": text, "html": html_body, "inline_images": [image]}
 
     async def start(self) -> None:
         if self._pool is None:
@@ -222,7 +252,8 @@ class EmailChannel(Channel):
         if layout is not None:
             self._layouts.move_to_end(key)
             return layout
-        context = dict(vars(message))
+        qr_cid = f"qr.p{message.policy_id}.{secrets.token_hex(6)}@{self._msgid_domain}"
+        context = dict(vars(message), qr_image=f"cid:{qr_cid}")
         # The subject is the same for everyone: rendered without recipient values, so a template
         # that tried to use them fails loudly instead of leaking a marker.
         subject = self._renderer.render(message.kind, self.name, "subject.txt", locale, context)
@@ -233,6 +264,8 @@ class EmailChannel(Channel):
             self._renderer.render(message.kind, self.name, "html", locale, context),
             self._from_header,
             locale,
+            qr_cid,
+            _qr_body(message.short_url),
         )
         self._layouts[key] = layout
         if len(self._layouts) > _CACHE_SIZE:

@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from pushsvc.api.problems import Problem
 from pushsvc.api.routing import endpoint, path_id, read_body, services
 from pushsvc.core.tokens import BadToken, read_unsubscribe_token
 from pushsvc.store.departments import department_by_id
@@ -56,7 +57,7 @@ async def policy_page(request: web.Request) -> web.Response:
     svc = services(request)
     try:
         policy_id = path_id(request)
-    except Exception:
+    except Problem:
         return message_page(request, 404, "未找到 Not found", "没有这项政策。No such policy.")
     async with svc.db.read() as conn:
         policy = await get_policy(conn, policy_id)

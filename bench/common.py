@@ -1,0 +1,189 @@
+"""What the benches share: fresh databases, bulk seeding of sample subscribers, isolated runs.
+
+Seeding bypasses the API and the import code on purpose: it writes the four subscriber tables
+directly (Core executemany in big chunks on SQLite, asyncpg COPY on PostgreSQL), which is the
+fastest way to have a million rows to match against. Consent rows are not written: nothing the
+benches measure reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import resource
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pushsvc.core.catalogue import Catalogue, load_catalogue
+from pushsvc.demo_data import SampleFactory, SampleSubscriber
+from pushsvc.settings import REPO_ROOT
+from pushsvc.store.db import Database
+from pushsvc.store.migrate import upgrade
+from pushsvc.store.schema import subscriber_audiences, subscriber_channels, subscriber_domains, subscribers
+
+DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+# PostgreSQL benches live in their own schema so they never touch the tables tests use.
+BENCH_SCHEMA = "pushsvc_bench"
+CHUNK = 25_000  # subscribers per transaction: big enough to amortise, small enough for memory
+
+
+def catalogue() -> Catalogue:
+    return load_catalogue(REPO_ROOT / "audiences")
+
+
+def _search_path(dialect: Dialect, _rec: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+    if dialect.name == "postgresql":
+        cparams.setdefault("server_settings", {})["search_path"] = BENCH_SCHEMA
+
+
+def use_bench_schema() -> None:
+    """Every PostgreSQL connection this process opens from now on (ours, Alembic's) uses BENCH_SCHEMA."""
+    if not sa.event.contains(Engine, "do_connect", _search_path):
+        sa.event.listen(Engine, "do_connect", _search_path)
+
+
+def bench_database(url: str) -> Database:
+    if not url.startswith("sqlite"):
+        use_bench_schema()
+    return Database(url)
+
+
+def fresh_database(url: str) -> None:
+    """An empty, migrated database: the SQLite file deleted first, or the bench schema recreated."""
+    if url.startswith("sqlite"):
+        path = Path(make_url(url).database or "")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    else:
+        async def recreate() -> None:
+            db = bench_database(url)
+            async with db.write() as conn:
+                await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {BENCH_SCHEMA} CASCADE"))
+                await conn.execute(sa.text(f"CREATE SCHEMA {BENCH_SCHEMA}"))
+            await db.close()
+
+        asyncio.run(recreate())
+    upgrade(url)
+
+
+@dataclass
+class Rows:
+    """One chunk of subscribers as rows of the four tables, in column order."""
+
+    subscribers: list[tuple[Any, ...]]
+    audiences: list[tuple[Any, ...]]
+    domains: list[tuple[Any, ...]]
+    channels: list[tuple[Any, ...]]
+
+    def count(self) -> int:
+        return len(self.subscribers) + len(self.audiences) + len(self.domains) + len(self.channels)
+
+
+SUBSCRIBER_COLUMNS = ("id", "name", "email", "uscc", "status", "frequency", "locale", "created_at", "updated_at")
+TABLES = (
+    (subscribers, SUBSCRIBER_COLUMNS),
+    (subscriber_audiences, ("subscriber_id", "audience", "attrs")),
+    (subscriber_domains, ("subscriber_id", "domain")),
+    (subscriber_channels, ("subscriber_id", "channel")),
+)
+
+
+def chunk_rows(subs: list[tuple[int, SampleSubscriber]], at: datetime | str) -> Rows:
+    """Ids are given, not generated, so child rows need no round trip; `at` is UTC as the backend stores it."""
+    rows = Rows([], [], [], [])
+    for sid, sub in subs:
+        codes = [a["uscc"] for a in sub.audiences.values() if "uscc" in a]
+        rows.subscribers.append(
+            (sid, sub.name, sub.email, codes[0] if codes else None, "active", sub.frequency, sub.locale, at, at)
+        )
+        rows.audiences.extend((sid, slug, json.dumps(attrs, ensure_ascii=False)) for slug, attrs in sub.audiences.items())
+        rows.domains.extend((sid, d) for d in sub.domains)
+        rows.channels.extend((sid, c) for c in sub.channels)
+    return rows
+
+
+def chunks(factory: SampleFactory, n: int, size: int = CHUNK) -> Iterator[list[tuple[int, SampleSubscriber]]]:
+    for start in range(1, n + 1, size):
+        yield [(i, factory.make(i)) for i in range(start, min(n, start + size - 1) + 1)]
+
+
+async def _write_sqlite(conn: AsyncConnection, rows: Rows) -> None:
+    # Plain executemany of tuples: SQLAlchemy's per-row processing would cost more than SQLite's insert.
+    for (table, columns), data in zip(TABLES, (rows.subscribers, rows.audiences, rows.domains, rows.channels)):
+        marks = ", ".join("?" for _ in columns)
+        await conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", data)
+
+
+async def _write_postgres(conn: AsyncConnection, rows: Rows) -> None:
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    for (table, columns), data in zip(TABLES, (rows.subscribers, rows.audiences, rows.domains, rows.channels)):
+        await raw.copy_records_to_table(table.name, records=data, columns=list(columns), schema_name=BENCH_SCHEMA)
+
+
+@dataclass
+class SeedResult:
+    subscribers: int
+    rows: int
+    seconds: float
+
+
+def seed(url: str, n: int, channels: tuple[str, ...] = ("email",), seed_value: int = 2026) -> SeedResult:
+    """A fresh database holding `n` sample subscribers with ids 1..n."""
+    started = time.perf_counter()
+    fresh_database(url)
+    factory = SampleFactory(catalogue(), seed=seed_value, channels=channels)
+    naive_utc = datetime.now(timezone.utc).replace(tzinfo=None)
+
+    async def run() -> int:
+        db = bench_database(url)
+        write = _write_sqlite if db.is_sqlite else _write_postgres
+        # The raw driver gets the stored form: SQLAlchemy's text format on SQLite, a timestamp on PostgreSQL.
+        at: datetime | str = naive_utc.isoformat(" ", "microseconds") if db.is_sqlite else naive_utc
+        total = 0
+        try:
+            for subs in chunks(factory, n):
+                rows = chunk_rows(subs, at)
+                async with db.write() as conn:
+                    await write(conn, rows)
+                total += rows.count()
+            async with db.write() as conn:
+                # Fresh statistics: the planners choose better with them (PostgreSQL would autovacuum later).
+                await conn.execute(sa.text("ANALYZE"))
+        finally:
+            await db.close()
+        return total
+
+    rows = asyncio.run(run())
+    return SeedResult(n, rows, time.perf_counter() - started)
+
+
+def sqlite_url(directory: Path, name: str) -> str:
+    return f"sqlite+aiosqlite:///{directory / name}"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def isolated(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` in a fresh process, so that its peak RSS is its own and not the seeding's or
+    another measurement's; `fn` must be importable (module level)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))

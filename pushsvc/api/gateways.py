@@ -1,0 +1,136 @@
+"""Callbacks from the SMS gateway: delivery receipts and replies from phones.
+
+Both are signed by the gateway like our requests to it (`pushsvc.channels.sms`: HMAC-SHA256 over
+timestamp, nonce and body with PUSHSVC_SMS_SECRET); anything else is 401. Both are idempotent: a
+receipt only moves a delivery out of `sent`, and a reply only removes a channel that is still on.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pushsvc.api.problems import Problem
+from pushsvc.api.routing import endpoint, json_response, parse_model, read_body, services
+from pushsvc.channels.sms import SmsChannel, signature_valid
+from pushsvc.core.identifiers import normalise_phone
+from pushsvc.store.schema import deliveries, subscribers
+from pushsvc.store.subscribers import now, remove_channel
+
+STOP_WORDS = frozenset({"R", "TD"})  # 退订 replies mainland gateways recognise
+REPLY_SOURCE = "sms:reply"
+_MAX_ITEMS = 10_000
+
+
+class SmsReceipt(BaseModel):
+    message_id: str = Field(min_length=1, max_length=100)
+    phone_number: str | None = Field(default=None, max_length=20)
+    delivered: bool
+    error_code: str | None = Field(default=None, max_length=60)
+    reported_at: AwareDatetime | None = None
+
+
+class SmsReceipts(BaseModel):
+    receipts: list[SmsReceipt] = Field(max_length=_MAX_ITEMS)
+
+
+class SmsReply(BaseModel):
+    phone_number: str = Field(max_length=20)
+    content: str = Field(max_length=1000)
+    received_at: AwareDatetime | None = None
+
+
+class SmsReplies(BaseModel):
+    messages: list[SmsReply] = Field(max_length=_MAX_ITEMS)
+
+
+class ReceiptsOut(BaseModel):
+    received: int
+
+
+class RepliesOut(BaseModel):
+    received: int
+    opted_out: int
+
+
+async def _signed_json(request: web.Request) -> Any:
+    svc = services(request)
+    raw = await read_body(request, svc.settings.max_body_bytes)
+    if not signature_valid(svc.settings.sms_secret, request.headers, raw):
+        raise Problem(401, "not signed by the SMS gateway (or the signature is stale or wrong)",
+                      headers={"WWW-Authenticate": 'HMAC-SHA256 realm="sms-gateway"'})
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc}") from None
+
+
+def is_stop_reply(content: str) -> bool:
+    """`R` or `TD`, any case, spaces trimmed; full-width letters (Ｒ) count too."""
+    return unicodedata.normalize("NFKC", content).strip().upper() in STOP_WORDS
+
+
+async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: datetime) -> None:
+    """One UPDATE per outcome, each executed for the whole batch. Only `sent` rows move, so a
+    receipt repeated (or arriving after another) changes nothing."""
+    d = deliveries.c
+    for delivered in (True, False):
+        rows = [
+            {"ref": r.message_id, "when": r.reported_at or at, "why": None if delivered else f"not delivered: {r.error_code or 'unknown'}"}
+            for r in receipts
+            if r.delivered is delivered
+        ]
+        if not rows:
+            continue
+        values: dict[str, Any] = {"status": "delivered" if delivered else "failed", "updated_at": at}
+        if delivered:
+            values["delivered_at"] = sa.bindparam("when")
+        else:
+            values["error"] = sa.bindparam("why")
+        await conn.execute(
+            sa.update(deliveries)
+            .where(d.provider_ref == sa.bindparam("ref"), d.channel == SmsChannel.name, d.status == "sent")
+            .values(**values),
+            rows,
+        )
+
+
+@endpoint("POST", "/v1/receipts/sms", summary="Delivery receipts from the SMS gateway (signed by it)",
+          tag="gateways", body=SmsReceipts, response=ReceiptsOut, errors=(400, 401, 413, 422))
+async def sms_receipts(request: web.Request) -> web.Response:
+    svc = services(request)
+    batch = parse_model(SmsReceipts, await _signed_json(request))
+    if batch.receipts:
+        async with svc.db.write() as conn:
+            await apply_receipts(conn, batch.receipts, now())
+    return json_response(ReceiptsOut(received=len(batch.receipts)))
+
+
+@endpoint("POST", "/v1/inbound/sms", summary="Replies from phones via the SMS gateway: R or TD stops SMS to that number",
+          tag="gateways", body=SmsReplies, response=RepliesOut, errors=(400, 401, 413, 422))
+async def sms_inbound(request: web.Request) -> web.Response:
+    svc = services(request)
+    batch = parse_model(SmsReplies, await _signed_json(request))
+    phones: set[str] = set()
+    for reply in batch.messages:
+        if is_stop_reply(reply.content):
+            try:
+                phones.add(normalise_phone(reply.phone_number))
+            except ValueError:
+                continue  # not a number we could have sent to
+    opted_out = 0
+    if phones:
+        async with svc.db.write() as conn:
+            found = await conn.execute(
+                sa.select(subscribers.c.id).where(subscribers.c.phone.in_(sorted(phones)), subscribers.c.status != "erased")
+            )
+            for sid in found.scalars().all():
+                opted_out += await remove_channel(conn, sid, SmsChannel.name, REPLY_SOURCE)
+    return json_response(RepliesOut(received=len(batch.messages), opted_out=opted_out))

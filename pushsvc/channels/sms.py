@@ -1,0 +1,292 @@
+"""SMS through a gateway's HTTP batch API, modelled on the mainland providers' send API.
+
+The wire protocol (the stand-in in `pushsvc.stubs.sms_gateway` speaks the gateway's side):
+
+    POST {PUSHSVC_SMS_URL}/v1/sms/send-batch
+    X-Sms-Timestamp: <unix seconds>   X-Sms-Nonce: <random hex>
+    X-Sms-Signature: hex(HMAC-SHA256(PUSHSVC_SMS_SECRET, "<timestamp>\\n<nonce>\\n" + body))
+    {"sign_name": "广州政务公开", "template_code": "PUSHSVC_POLICY",
+     "template_param": {"content": "...", "url": "https://…/s/AbCdEfG", "opt_out": "拒收请回复R"},
+     "phone_numbers": ["13800138000", ...]}            (1 to 1,000 numbers, one text for all)
+
+    200 {"code": "OK", "request_id": "...",
+         "results": [{"phone_number": "13800138000", "code": "OK", "message_id": "..."},
+                     {"phone_number": "...", "code": "isv.MOBILE_NUMBER_ILLEGAL", "message": "..."}]}
+    429 / 5xx {"code": "isv.BUSINESS_LIMIT_CONTROL" | "isp.SYSTEM_ERROR", "message": "..."}
+
+The gateway's callbacks to us (receipts, replies) are signed the same way with the same secret.
+
+Outcomes: a number's `OK` is `sent` with its message id as provider_ref; an illegal number or one
+that refused messages is `failed` at once with the code kept; any other per-number code, a
+rate-limit or server error, a timeout or a dropped connection is `retry` (the deliver step backs
+off). A request the gateway rejects as malformed (other 4xx: an unapproved template or sign name)
+fails its numbers, since sending it again cannot succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, get_args
+
+import aiohttp
+
+from pushsvc.channels.base import Channel, HasContacts, Outcome, PolicyMessage, Recipient
+from pushsvc.core.errors import FieldError, ValidationFailed
+from pushsvc.core.models import Locale, PolicyIn
+from pushsvc.core.rendering import Renderer, RenderError
+from pushsvc.core.sms_text import SmsText, assemble, max_units, one_line
+from pushsvc.core.tokens import TokenSigner
+from pushsvc.settings import Settings
+from pushsvc.store.short_links import LENGTH as SHORT_CODE_LENGTH
+
+log = logging.getLogger(__name__)
+
+SEND_PATH = "/v1/sms/send-batch"
+MAX_NUMBERS = 1000  # per request, the providers' limit
+SIGNATURE_MAX_AGE = 300  # seconds a signed call stays acceptable (clock skew and replays)
+HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE = "X-Sms-Timestamp", "X-Sms-Nonce", "X-Sms-Signature"
+
+OK = "OK"
+RATE_LIMITED = "isv.BUSINESS_LIMIT_CONTROL"
+SERVER_ERROR = "isp.SYSTEM_ERROR"
+ILLEGAL_NUMBER = "isv.MOBILE_NUMBER_ILLEGAL"
+REFUSED_NUMBER = "isv.MOBILE_IN_BLACKLIST"
+# Per-number codes that no retry can change.
+PERMANENT_CODES = frozenset({ILLEGAL_NUMBER, REFUSED_NUMBER})
+
+_CACHE_SIZE = 32
+_ERROR_MAX = 300
+
+
+# -- signing (both directions) ---------------------------------------------------------------------
+
+
+def _mac(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}\n{nonce}\n".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(secret: str, body: bytes) -> dict[str, str]:
+    """The headers that sign `body`: a timestamp, a nonce and the HMAC over both and the body."""
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
+    return {
+        HEADER_TIMESTAMP: timestamp,
+        HEADER_NONCE: nonce,
+        HEADER_SIGNATURE: _mac(secret, timestamp, nonce, body),
+        "Content-Type": "application/json",
+    }
+
+
+def signature_valid(secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> bool:
+    """True when the call is signed with `secret` and the timestamp is recent. An empty secret
+    accepts nothing."""
+    timestamp, nonce = headers.get(HEADER_TIMESTAMP, ""), headers.get(HEADER_NONCE, "")
+    given = headers.get(HEADER_SIGNATURE, "")
+    if not (secret and timestamp.isdigit() and nonce and given):
+        return False
+    if abs((time.time() if now is None else now) - int(timestamp)) > SIGNATURE_MAX_AGE:
+        return False
+    return hmac.compare_digest(given, _mac(secret, timestamp, nonce, body))
+
+
+def national_number(phone: str) -> str:
+    """'+8613800138000' → '13800138000': the gateway takes mainland numbers without the prefix."""
+    return phone[3:] if phone.startswith("+86") else phone
+
+
+# -- the text --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rendered:
+    content: str  # the template's part; the gateway adds the signature, link and opt-out
+    sms: SmsText
+
+
+def render_text(settings: Settings, renderer: Renderer, message: PolicyMessage, locale: str) -> Rendered:
+    """The text for one policy × locale; raises RenderError."""
+    content = one_line(renderer.render(message.kind, SmsChannel.name, "txt", locale, dict(vars(message))))
+    text = assemble(settings.sms_sign_name, content, message.short_url, settings.sms_opt_out)
+    return Rendered(content, SmsText.of(text))
+
+
+def check_sms_parts(settings: Settings, renderer: Renderer, policy: PolicyIn, department: str) -> None:
+    """At publish: raise ValidationFailed (naming `summary`, or `title` when even an empty summary
+    would not fit) if a policy sent by SMS would take more than PUSHSVC_SMS_MAX_PARTS parts in
+    any locale. The short link is not issued yet: a placeholder of its length stands in."""
+    if SmsChannel.name not in policy.channels:
+        return
+    limit = settings.sms_max_parts
+    placeholder = f"{settings.public_url}/s/{'x' * SHORT_CODE_LENGTH}"
+    fields = policy.model_dump(include={"title", "summary", "domain", "doc_number", "produced_on",
+                                        "effective_on", "expires_on", "interpretation_url"})
+    message = PolicyMessage(policy_id=0, kind="policy", version="0", department=department,
+                            page_url=placeholder, short_url=placeholder, source_url=policy.url, **fields)
+    worst: tuple[int, str, SmsText] | None = None
+    try:
+        for locale in get_args(Locale):
+            sms = render_text(settings, renderer, message, locale).sms
+            if sms.parts > limit and (worst is None or sms.chars > worst[0]):
+                worst = (sms.chars, locale, sms)
+        if worst is None:
+            return
+        _, locale, sms = worst
+        bare = render_text(settings, renderer, _replace(message, summary=""), locale).sms
+    except RenderError as exc:
+        raise ValidationFailed([FieldError("channels", f"the SMS template cannot be rendered: {exc}")]) from None
+    field = "title" if bare.parts > limit else "summary"
+    over = sms.chars - max_units(limit)
+    raise ValidationFailed([FieldError(
+        field,
+        f"too long for SMS: the {locale} text would be {sms.chars} characters in {sms.parts} parts "
+        f"(signature, short link and opt-out wording included); at most {limit} parts are allowed, "
+        f"so shorten it by {over} characters",
+    )])
+
+
+def _replace(message: PolicyMessage, **changes: Any) -> PolicyMessage:
+    return PolicyMessage(**{**vars(message), **changes})
+
+
+# -- the channel -----------------------------------------------------------------------------------
+
+
+class SmsChannel(Channel):
+    """`SmsChannel(settings, renderer, signer)`: the gateway's URL, secret, sign name, template code
+    and opt-out wording come from `settings.sms_*`; the renderer reads
+    `templates/sms/<kind>.<locale>.txt`. `start()` opens one long-lived HTTP session (at most
+    `sms_connections` requests in flight); `close()` releases it."""
+
+    name: ClassVar[str] = "sms"
+
+    def __init__(self, settings: Settings, renderer: Renderer, signer: TokenSigner) -> None:
+        self._settings = settings
+        self._renderer = renderer
+        self._url = settings.sms_url.rstrip("/") + SEND_PATH
+        self._texts: OrderedDict[tuple[int, str, str, str], Rendered] = OrderedDict()
+        self._session: aiohttp.ClientSession | None = None
+
+    @staticmethod
+    def address(contacts: HasContacts) -> str | None:
+        return contacts.phone or None
+
+    def honours_quiet_hours(self, recipient: Recipient) -> bool:
+        return True
+
+    def _text(self, message: PolicyMessage, locale: str) -> Rendered:
+        key = (message.policy_id, message.kind, message.version, locale)
+        rendered = self._texts.get(key)
+        if rendered is None:
+            rendered = self._texts[key] = render_text(self._settings, self._renderer, message, locale)
+            if len(self._texts) > _CACHE_SIZE:
+                self._texts.popitem(last=False)
+        else:
+            self._texts.move_to_end(key)
+        return rendered
+
+    def preview(self, message: PolicyMessage, locale: str) -> dict[str, Any]:
+        sms = self._text(message, locale).sms
+        return {"text": sms.text, "parts": sms.parts, "chars": sms.chars}
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._settings.sms_connections),
+                timeout=aiohttp.ClientTimeout(total=self._settings.sms_timeout),
+            )
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def send(self, message: PolicyMessage, recipients: list[Recipient]) -> list[Outcome]:
+        session = self._session
+        if session is None:
+            raise RuntimeError("SmsChannel.send() called before start()")
+        outcomes: list[Outcome] = []
+        by_locale: dict[str, list[Recipient]] = {}
+        for r in recipients:
+            if self.address(r) is None:
+                outcomes.append(Outcome(r.delivery_id, "failed", "no phone number"))
+            else:
+                by_locale.setdefault(r.locale, []).append(r)
+        # Render every locale first: a template error stops the batch before anything is sent.
+        texts = {locale: self._text(message, locale) for locale in by_locale}
+        if not self._settings.sms_secret:
+            return outcomes + [Outcome(r.delivery_id, "retry", "PUSHSVC_SMS_SECRET is not set")
+                               for group in by_locale.values() for r in group]
+        requests = [
+            self._request(session, texts[locale].content, message.short_url, group[i : i + MAX_NUMBERS])
+            for locale, group in by_locale.items()
+            for i in range(0, len(group), MAX_NUMBERS)
+        ]
+        for result in await asyncio.gather(*requests):
+            outcomes += result
+        return outcomes
+
+    async def _request(
+        self, session: aiohttp.ClientSession, content: str, short_url: str, recipients: list[Recipient]
+    ) -> list[Outcome]:
+        """One gateway request for up to 1,000 recipients of one text; never raises."""
+        s = self._settings
+        numbers = [national_number(r.phone or "") for r in recipients]
+        body = json.dumps(
+            {
+                "sign_name": s.sms_sign_name,
+                "template_code": s.sms_template_code,
+                "template_param": {"content": content, "url": short_url, "opt_out": s.sms_opt_out},
+                "phone_numbers": numbers,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        try:
+            async with session.post(self._url, data=body, headers=signed_headers(s.sms_secret, body)) as resp:
+                status, raw = resp.status, await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            reason = f"gateway unreachable: {type(exc).__name__} {exc}".strip()
+            return [Outcome(r.delivery_id, "retry", reason[:_ERROR_MAX]) for r in recipients]
+        try:
+            reply = json.loads(raw)
+            if not isinstance(reply, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            reply = {"code": f"HTTP {status}", "message": "unreadable reply"}
+        if status != 200 or not isinstance(reply.get("results"), list):
+            return self._whole_request_failed(status, reply, recipients)
+        return _per_number(reply["results"], recipients, numbers)
+
+    @staticmethod
+    def _whole_request_failed(status: int, reply: dict[str, Any], recipients: list[Recipient]) -> list[Outcome]:
+        reason = f"{reply.get('code', f'HTTP {status}')}: {reply.get('message', '')}".strip(": ")[:_ERROR_MAX]
+        # Rate limits, server errors and refused credentials (our configuration, not the
+        # recipients') may pass; a request rejected as malformed will not.
+        temporary = status in (401, 403, 408, 429) or status >= 500 or status == 200
+        log.warning("SMS gateway refused a request for %d numbers: HTTP %d %s", len(recipients), status, reason)
+        return [Outcome(r.delivery_id, "retry" if temporary else "failed", reason) for r in recipients]
+
+
+def _per_number(results: list[Any], recipients: list[Recipient], numbers: list[str]) -> list[Outcome]:
+    by_number = {item.get("phone_number"): item for item in results if isinstance(item, dict)}
+    outcomes: list[Outcome] = []
+    for r, number in zip(recipients, numbers):
+        item = by_number.get(number)
+        if item is None:
+            outcomes.append(Outcome(r.delivery_id, "retry", "the gateway's reply left this number out"))
+            continue
+        code = str(item.get("code", ""))
+        if code == OK and item.get("message_id"):
+            outcomes.append(Outcome(r.delivery_id, "sent", provider_ref=str(item["message_id"])[:100]))
+            continue
+        reason = f"{code}: {item.get('message', '')}".strip(": ")[:_ERROR_MAX]
+        outcomes.append(Outcome(r.delivery_id, "failed" if code in PERMANENT_CODES else "retry", reason))
+    return outcomes

@@ -1,0 +1,256 @@
+"""The WeChat channel: WeCom group robots for organisations, Official Account template messages
+for people.
+
+Which contact a message goes to: a subscriber has one ledger row for `wechat` and gets one
+message. When it has both a robot webhook and an openid, the webhook wins: the group chat is the
+organisation's own channel, it takes the whole text (a template message holds 20 characters a
+field) and it is not held for quiet hours. Only a subscriber without a webhook gets a template
+message, and only those messages wait out quiet hours.
+
+Time: a deliver job must end well within PUSHSVC_JOB_TIMEOUT_SECONDS. In the first half of it
+the channel starts requests and waits for robot slots; a slot further off than that is not
+waited for: the message is `held` until the slot opens (held rows are claimed again when due
+and never count toward giving up; a `retry` would back off blindly and might give up on a
+message that only had to wait its turn). Each recipient is cut off at 80% of the job's time.
+
+Outcomes, never an exception for one recipient:
+- robot: errcode 0 `sent`; 93000 (invalid key) `failed`; 45009 and other codes `retry`; a webhook
+  URL no longer on the allow-list (checked again at send time) `failed`.
+- template: 0 `sent` (provider_ref = msgid); 40001/40014/42001 refresh the shared token and send
+  once more; 43004 (not following), 43101 (refused), 40003 (bad openid) `failed`; others `retry`.
+- no answer (connection, timeout, HTTP error status): `retry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+import aiohttp
+from redis.asyncio import Redis
+
+from pushsvc.channels.base import Channel, HasContacts, Outcome, PolicyMessage, Recipient
+from pushsvc.channels.wechat import http, robot, template
+from pushsvc.channels.wechat.token import AccessTokens, TokenUnavailable
+from pushsvc.core.rendering import Renderer
+from pushsvc.core.subscribers import check_webhook_url
+from pushsvc.core.tokens import TokenSigner
+from pushsvc.ratelimit import Rate, RateLimiter
+from pushsvc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_CACHE_SIZE = 32  # policy × version × locale renderings kept
+_SOFT_SHARE = 0.5  # of the job's time: start requests and wait for robot slots only until then
+_HARD_SHARE = 0.8  # of the job's time: a recipient still in flight then is given up (retried later)
+# Our slot and the platform's count are a network trip apart, and trips vary: spacing slots a
+# little wider than the window keeps a slow request and a fast one from landing in one window.
+_ARRIVAL_GUARD_SECONDS = 0.5
+OPENID_PLACEHOLDER = "{openid}"
+
+
+def qr_url(public_url: str, policy_id: int) -> str:
+    return f"{public_url}/p/{policy_id}/qr.png"
+
+
+@dataclass(frozen=True)
+class _Rendering:
+    """One policy version in one locale: the robot body as sent, the template body but `touser`."""
+
+    robot: dict[str, Any]
+    template: dict[str, Any]
+
+
+@dataclass
+class _Batch:
+    """What the lanes of one send() share."""
+
+    soft_deadline: float  # loop.time()
+    hard_deadline: float
+    token_problem: list[str] = field(default_factory=list)  # set once: the rest retry at once
+
+
+class WechatChannel(Channel):
+    """`WechatChannel(settings, renderer, signer)`: endpoints, credentials and limits from
+    `settings.wechat_*`, the webhook allow-list from `settings.webhook_origins`; templates
+    `templates/wechat/<kind>.<locale>.{md,more.md,news.txt,fields.txt}`. `start()` opens the HTTP
+    session and the Redis connection (the robot pace and the access token are shared through it)."""
+
+    name: ClassVar[str] = "wechat"
+
+    def __init__(self, settings: Settings, renderer: Renderer, signer: TokenSigner) -> None:
+        self._settings = settings
+        self._renderer = renderer
+        self._api = settings.wechat_api_url.rstrip("/")
+        self._rate = Rate(
+            settings.wechat_robot_max_messages, settings.wechat_robot_window_seconds + _ARRIVAL_GUARD_SECONDS
+        )
+        self._renderings: OrderedDict[tuple[int, str, str], _Rendering] = OrderedDict()
+        self._http: aiohttp.ClientSession | None = None
+        self._redis: Redis | None = None
+        self._limiter: RateLimiter | None = None
+        self._tokens: AccessTokens | None = None
+
+    @staticmethod
+    def address(contacts: HasContacts) -> str | None:
+        return contacts.wechat_webhook or contacts.wechat_openid or None
+
+    def honours_quiet_hours(self, recipient: Recipient) -> bool:
+        return not recipient.wechat_webhook and bool(recipient.wechat_openid)
+
+    async def start(self) -> None:
+        if self._http is not None:
+            return
+        s = self._settings
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=s.wechat_timeout),
+            connector=aiohttp.TCPConnector(limit=s.wechat_connections),
+        )
+        self._redis = Redis.from_url(s.redis_url)
+        self._limiter = RateLimiter(self._redis, namespace="ratelimit:wechat-robot")
+        self._tokens = AccessTokens(self._redis, s.wechat_appid, self._fetch_token, s.wechat_timeout)
+
+    async def close(self) -> None:
+        session, self._http = self._http, None
+        redis, self._redis = self._redis, None
+        if session is not None:
+            await session.close()
+        if redis is not None:
+            await redis.aclose()
+
+    # -- composing -----------------------------------------------------------------------------
+
+    def _rendering(self, message: PolicyMessage, locale: str) -> _Rendering:
+        key = (message.policy_id, message.version, locale)
+        rendering = self._renderings.get(key)
+        if rendering is not None:
+            self._renderings.move_to_end(key)
+            return rendering
+        rendering = self._renderings[key] = self._render(message, locale)
+        if len(self._renderings) > _CACHE_SIZE:
+            self._renderings.popitem(last=False)
+        return rendering
+
+    def _render(self, message: PolicyMessage, locale: str) -> _Rendering:
+        s = self._settings
+        context = dict(vars(message)) | {"qr_url": qr_url(s.public_url, message.policy_id)}
+
+        def part(name: str, values: dict[str, Any] = context) -> str:
+            return self._renderer.render(message.kind, self.name, name, locale, values).strip()
+
+        if s.wechat_robot_message == "news":
+            body = robot.news_body(message.title, part("news.txt"), message.short_url, context["qr_url"])
+        else:
+            body = robot.markdown_body(part("md"), "\n" + part("more.md"))
+        # One line per field: supplied text is made single-line so it can't start a field of its own.
+        single_line = {k: " ".join(v.split()) if isinstance(v, str) else v for k, v in context.items()}
+        data = template.parse_fields(part("fields.txt", single_line))
+        return _Rendering(body, template.template_body(s.wechat_template_id, message.short_url, data))
+
+    def preview(self, message: PolicyMessage, locale: str) -> dict[str, Any]:
+        rendering = self._rendering(message, locale)
+        return {
+            "webhook": rendering.robot,
+            "template": {"touser": OPENID_PLACEHOLDER, **rendering.template},
+            "used": "webhook when the subscriber has a robot webhook, else template to its openid",
+        }
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def send(self, message: PolicyMessage, recipients: list[Recipient]) -> list[Outcome]:
+        if self._http is None:
+            raise RuntimeError("WechatChannel.send() called before start()")
+        # Render every locale first: a template error stops the batch before anything is sent.
+        for locale in {r.locale for r in recipients}:
+            self._rendering(message, locale)
+        now = asyncio.get_running_loop().time()
+        job = self._settings.job_timeout_seconds
+        batch = _Batch(now + job * _SOFT_SHARE, now + job * _HARD_SHARE)
+        outcomes: list[Outcome] = []
+        pending = iter(recipients)
+
+        async def lane() -> None:
+            for recipient in pending:  # lanes share one iterator: each takes the next recipient
+                outcomes.append(await self._deliver(message, recipient, batch))
+
+        await asyncio.gather(*(lane() for _ in range(min(len(recipients), self._settings.wechat_connections))))
+        return outcomes
+
+    async def _deliver(self, message: PolicyMessage, recipient: Recipient, batch: _Batch) -> Outcome:
+        did = recipient.delivery_id
+        if asyncio.get_running_loop().time() > batch.soft_deadline:
+            return Outcome(did, "retry", "no time left in this delivery job")
+        rendering = self._rendering(message, recipient.locale)
+        try:
+            async with asyncio.timeout_at(batch.hard_deadline):
+                if recipient.wechat_webhook:
+                    return await self._to_robot(did, recipient.wechat_webhook, rendering, batch)
+                if recipient.wechat_openid:
+                    return await self._to_openid(did, recipient.wechat_openid, rendering, batch)
+                return Outcome(did, "failed", "no WeChat contact")
+        except TimeoutError:
+            return Outcome(did, "retry", "no time left in this delivery job")
+        except http.Unavailable as exc:
+            return Outcome(did, "retry", str(exc))
+        except Exception as exc:  # one recipient must never sink the batch
+            log.exception("unexpected error sending a WeChat message")
+            return Outcome(did, "retry", f"{type(exc).__name__}: {exc}"[: http.ERROR_MAX])
+
+    async def _to_robot(self, did: int, url: str, rendering: _Rendering, batch: _Batch) -> Outcome:
+        assert self._http is not None and self._limiter is not None
+        try:  # the allow-list may have changed since the subscriber was stored
+            check_webhook_url(url, self._settings.webhook_origins)
+        except ValueError as exc:
+            return Outcome(did, "failed", f"webhook URL refused: {exc}")
+        key = robot.robot_key(url)
+        if key is None:
+            return Outcome(did, "failed", "webhook URL has no robot key")
+        # The key is a secret: Redis sees only its digest.
+        pace_key = hashlib.sha256(key.encode()).hexdigest()[:32]
+        max_wait = batch.soft_deadline - asyncio.get_running_loop().time()
+        slot = await self._limiter.acquire(pace_key, self._rate, max_wait=max_wait)
+        if not slot.granted:
+            return Outcome(
+                did, "held", f"robot key at its limit; next slot in {slot.wait:.0f} s",
+                not_before=datetime.now(timezone.utc) + timedelta(seconds=slot.wait),
+            )
+        reply = await http.call(self._http, "POST", url, body=rendering.robot)
+        return robot.robot_outcome(did, reply)
+
+    async def _to_openid(self, did: int, openid: str, rendering: _Rendering, batch: _Batch) -> Outcome:
+        assert self._http is not None and self._tokens is not None
+        s = self._settings
+        if not (s.wechat_appid and s.wechat_secret and s.wechat_template_id):
+            return Outcome(did, "failed", "official account not configured (PUSHSVC_WECHAT_APPID, _SECRET, _TEMPLATE_ID)")
+        if batch.token_problem:
+            return Outcome(did, "retry", batch.token_problem[0])
+        body = {"touser": openid, **rendering.template}
+        url = f"{self._api}/cgi-bin/message/template/send"
+        try:
+            token = await self._tokens.get()
+            reply = await http.call(self._http, "POST", url, params={"access_token": token}, body=body)
+            if reply.errcode in template.TOKEN_ERRCODES:
+                token = await self._tokens.refresh(stale=token)
+                reply = await http.call(self._http, "POST", url, params={"access_token": token}, body=body)
+        except TokenUnavailable as exc:
+            batch.token_problem.append(f"no access token: {exc}"[: http.ERROR_MAX])
+            return Outcome(did, "retry", batch.token_problem[0])
+        return template.template_outcome(did, reply)
+
+    async def _fetch_token(self) -> tuple[str, int]:
+        assert self._http is not None
+        s = self._settings
+        params = {"grant_type": "client_credential", "appid": s.wechat_appid, "secret": s.wechat_secret}
+        try:
+            reply = await http.call(self._http, "GET", f"{self._api}/cgi-bin/token", params=params)
+        except http.Unavailable as exc:
+            raise TokenUnavailable(f"token endpoint: {exc}") from None
+        token, expires_in = reply.data.get("access_token"), reply.data.get("expires_in")
+        if reply.errcode != 0 or not isinstance(token, str) or not token or not isinstance(expires_in, int):
+            raise TokenUnavailable(f"token endpoint: {reply.reason}")
+        return token, expires_in

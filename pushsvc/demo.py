@@ -1,0 +1,293 @@
+"""`pushsvc demo`: the whole service in one terminal, on data of its own.
+
+It starts a local SMTP sink (with a page to read the mail), the API and a real worker process,
+seeds sample subscribers through the import API, publishes a sample policy through the API and
+shows its delivery live. It never touches the configured database or Redis database: it uses a
+fresh `var/demo.db` (relative to the working directory) and its own Redis database number
+(PUSHSVC_DEMO_REDIS_DB, default 14, on the configured Redis server), both emptied on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import redis
+from aiohttp import web
+from dotenv import dotenv_values
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pushsvc.api.app import build_app
+from pushsvc.core.catalogue import load_catalogue
+from pushsvc.demo_data import csv_text, demo_policy, samples
+from pushsvc.services import open_services
+from pushsvc.settings import Settings, load_settings
+from pushsvc.store.migrate import upgrade
+from pushsvc.stubs.smtp_sink import SmtpSink, sink_web_app
+
+HOST = "127.0.0.1"
+API_PORT = 8080
+SINK_WEB_PORT = 8025
+DEFAULT_REDIS_DB = 14
+SUBSCRIBERS = 2000
+DEPARTMENT = {"name": "广州市人力资源和社会保障局", "domains": ["employment-entrepreneurship", "social-insurance"]}
+FINAL = ("sent", "delivered", "failed")
+DELIVERED = ("sent", "delivered")
+POLL_SECONDS = 0.25
+ONCE_TIMEOUT_SECONDS = 120.0
+# Generated for this run when neither the environment nor .env has them, so the demo always starts.
+SECRETS = {"PUSHSVC_ADMIN_TOKEN": 24, "PUSHSVC_SECRET_KEY": 48}
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    var: Path
+
+    @property
+    def database(self) -> Path:
+        return self.var / "demo.db"
+
+    @property
+    def maildir(self) -> Path:
+        return self.var / "demo-mail"
+
+    @property
+    def worker_log(self) -> Path:
+        return self.var / "demo-worker.log"
+
+    def reset(self) -> None:
+        """A clean slate: last run's database and mail are gone."""
+        self.var.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.database}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(self.maildir, ignore_errors=True)
+
+
+def ensure_secrets(env_file: Path = Path(".env")) -> list[str]:
+    """Set ephemeral secrets in os.environ for those missing from it and from .env; returns their names."""
+    from_file = dotenv_values(env_file) if env_file.is_file() else {}
+    missing = [name for name in SECRETS if not os.environ.get(name) and not from_file.get(name)]
+    for name in missing:
+        os.environ[name] = secrets.token_urlsafe(SECRETS[name])
+    return missing
+
+
+def demo_redis_url(configured: str, db: int) -> str:
+    """The configured Redis server, with the demo's own database number."""
+    parts = urlsplit(configured)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query)) | {"db": str(db)}
+        return f"unix://{parts.netloc}{parts.path}?{urlencode(query)}"  # geturl() would drop the "//"
+    return parts._replace(path=f"/{db}").geturl()
+
+
+def listening_socket(preferred: int) -> socket.socket:
+    """Bound to `preferred` if it is free, else to any free port; handed to the server as is, so
+    no other process can take the port between choosing and serving."""
+    for port in (preferred, 0):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen(128)
+        return sock
+    raise OSError("no free port")
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+def run_demo(once: bool) -> int:
+    console = Console()
+    generated = ensure_secrets()
+    paths = DemoPaths(Path("var").resolve())
+    paths.reset()
+    sink = SmtpSink(HOST, 0, paths.maildir)
+    sink.start()
+    api_sock, web_sock = listening_socket(API_PORT), listening_socket(SINK_WEB_PORT)
+    try:
+        configured = os.environ.get("PUSHSVC_REDIS_URL", "redis://127.0.0.1:6379/0")
+        os.environ.update({
+            "PUSHSVC_DATABASE_URL": f"sqlite+aiosqlite:///{paths.database}",
+            "PUSHSVC_REDIS_URL": demo_redis_url(configured, int(os.environ.get("PUSHSVC_DEMO_REDIS_DB", DEFAULT_REDIS_DB))),
+            "PUSHSVC_PUBLIC_URL": f"http://{HOST}:{port_of(api_sock)}",
+            "PUSHSVC_SMTP_HOST": HOST,
+            "PUSHSVC_SMTP_PORT": str(sink.port),
+            "PUSHSVC_SMTP_STARTTLS": "false",
+            "PUSHSVC_SMTP_TLS": "false",
+        })  # fmt: skip
+        settings = load_settings()
+        if generated:
+            console.print(f"[dim]no {' or '.join(generated)} configured: using ephemeral ones for this run[/]")
+        try:
+            redis.Redis.from_url(settings.redis_url).flushdb()
+        except redis.exceptions.ConnectionError as exc:
+            console.print(f"[red]Redis is not reachable at {settings.redis_url}: {exc}[/] (scripts/demo starts one)")
+            return 1
+        upgrade(settings.database_url)
+        demo = Demo(settings, console, paths, sink, once)
+        return asyncio.run(demo.run(api_sock, web_sock))
+    finally:
+        api_sock.close()
+        web_sock.close()
+        sink.stop()
+
+
+class Demo:
+    def __init__(self, settings: Settings, console: Console, paths: DemoPaths, sink: SmtpSink, once: bool) -> None:
+        self.settings = settings
+        self.console = console
+        self.paths = paths
+        self.sink = sink
+        self.once = once
+        self.stop = asyncio.Event()
+
+    async def run(self, api_sock: socket.socket, web_sock: socket.socket) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        svc = await open_services(self.settings)
+        api = web.AppRunner(build_app(self.settings, svc), access_log=None)
+        mail_page = web.AppRunner(sink_web_app(self.sink), access_log=None)
+        worker: subprocess.Popen[bytes] | None = None
+        try:
+            for runner, sock in ((api, api_sock), (mail_page, web_sock)):
+                await runner.setup()
+                await web.SockSite(runner, sock).start()
+            worker = self.start_worker()
+            async with aiohttp.ClientSession(self.settings.public_url) as http:
+                return await self.show(http, port_of(web_sock))
+        finally:
+            if worker is not None:
+                await self.stop_worker(worker)
+            await api.cleanup()
+            await mail_page.cleanup()
+            await svc.close()
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """A real `pushsvc worker` process with the demo's settings, logging to var/demo-worker.log."""
+        with self.paths.worker_log.open("wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "pushsvc.cli", "worker"], env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT
+            )
+
+    async def stop_worker(self, worker: subprocess.Popen[bytes]) -> None:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(worker.wait, self.settings.job_timeout_seconds + 5)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+    async def show(self, http: aiohttp.ClientSession, mail_port: int) -> int:
+        api = DemoApi(http, self.settings.admin_token)
+        with self.console.status(f"seeding {SUBSCRIBERS:,} sample subscribers through the import API ..."):
+            department = await api.call("POST", "/v1/departments", api.admin, json=DEPARTMENT)
+            key = department["api_key"]
+            catalogue = load_catalogue(self.settings.audiences_dir)
+            rows = csv_text(catalogue, samples(catalogue, SUBSCRIBERS))
+            imported = await api.call("POST", "/v1/subscribers/import", key, data=rows.encode(),
+                                      headers={"Content-Type": "text/csv"})
+        self.console.print(f"department [bold]{DEPARTMENT['name']}[/] created; "
+                           f"{imported['imported']:,} subscribers imported, {len(imported['rejected'])} rejected")
+        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        policy = await api.call("POST", "/v1/policies", key, json=demo_policy(today), headers={"Idempotency-Key": "demo"})
+        self.console.print(f"published [bold]{policy['title']}[/] ({policy['doc_number']})")
+        final = await self.watch(api, key, policy["id"])
+        if final is None:
+            self.console.print("[yellow]stopped before the fan-out finished[/]")
+            return 1
+        ok = self.print_outcome(final, key, mail_port)
+        if self.once:
+            return 0 if ok else 1
+        self.console.print("\nserving until Ctrl-C ...")
+        await self.stop.wait()
+        self.console.print("stopping")
+        return 0
+
+    async def watch(self, api: DemoApi, key: str, policy_id: int) -> dict[str, Any] | None:
+        """Progress bars per channel until every delivery is final; None if stopped or timed out."""
+        deadline = asyncio.get_running_loop().time() + ONCE_TIMEOUT_SECONDS
+        columns = (TextColumn("{task.description:>8}"), BarColumn(),
+                   TextColumn("{task.fields[sent]} sent, {task.fields[failed]} failed of {task.total}"),
+                   TimeElapsedColumn())  # fmt: skip
+        with Progress(*columns, console=self.console) as progress:
+            tasks: dict[str, Any] = {}
+            while not self.stop.is_set():
+                policy = await api.call("GET", f"/v1/policies/{policy_id}", key)
+                for channel, counts in policy["deliveries"].items():
+                    total = max(sum(counts.values()), 1)
+                    if channel not in tasks:
+                        tasks[channel] = progress.add_task(channel, total=total, sent=0, failed=0)
+                    done = sum(counts[s] for s in FINAL)
+                    sent = sum(counts[s] for s in DELIVERED)
+                    progress.update(tasks[channel], total=total, completed=done, sent=sent, failed=counts["failed"])
+                if is_finished(policy):
+                    return policy
+                if self.once and asyncio.get_running_loop().time() > deadline:
+                    return None
+                try:
+                    await asyncio.wait_for(self.stop.wait(), POLL_SECONDS)
+                except TimeoutError:
+                    pass
+        return None
+
+    def print_outcome(self, policy: dict[str, Any], key: str, mail_port: int) -> bool:
+        out = self.console.print
+        base = self.settings.public_url
+        out(f"\n[bold]outcome[/]: {policy['matched']:,} subscribers matched")
+        ok = True
+        for channel, counts in policy["deliveries"].items():
+            sent, failed = sum(counts[s] for s in DELIVERED), counts["failed"]
+            ok = ok and failed == 0
+            out(f"  {channel:>6}: {sent:,} sent, {failed:,} failed")
+        out("\n[bold]the mail[/]")
+        out(f"  {self.sink.count():,} messages at http://{HOST}:{mail_port}/ and as .eml files in {self.paths.maildir}/")
+        out("\n[bold]open[/]")
+        out(f"  policy page   {base}/p/{policy['id']}")
+        out(f"  OpenAPI       {base}/openapi.json")
+        out(f"  the API       curl -H 'Authorization: Bearer {key}' {base}/v1/policies/{policy['id']}")
+        out(f"  department key (shown once): {key}")
+        out(f"  worker log    {self.paths.worker_log}")
+        return ok
+
+
+def is_finished(policy: dict[str, Any]) -> bool:
+    """Fan-out done and every delivery row sent, delivered or failed."""
+    if policy["status"] != "published":
+        return False
+    return all(sum(c[s] for s in FINAL) == sum(c.values()) for c in policy["deliveries"].values())
+
+
+class DemoApi:
+    """The demo is a client of its own API, like any department's system."""
+
+    def __init__(self, http: aiohttp.ClientSession, admin_token: str) -> None:
+        self.http = http
+        self.admin = admin_token
+
+    async def call(self, method: str, path: str, token: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+        async with self.http.request(method, path, headers=headers, **kwargs) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status >= 400:
+                raise RuntimeError(f"{method} {path} -> {resp.status}: {body}")
+            return body

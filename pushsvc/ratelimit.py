@@ -1,0 +1,91 @@
+"""Pacing shared by every process through Redis: at most `limit` events in any `period` seconds.
+
+A provider's limit ("20 messages a minute per robot key") holds for every window of that length,
+so a token bucket whose burst equals the limit is not enough: it lets a full burst through at
+the end of one minute and another one just after it. Instead each key keeps the times of its
+last `limit` slots (a Redis list, oldest first) and a new slot goes at the earliest moment that
+keeps every window within the limit: `period` after the slot `limit` places back. Slots may lie
+in the future: the caller then waits for its slot, or, when that is too far off, takes nothing
+and learns when the next slot opens.
+
+One Lua script decides and records atomically with Redis's own clock, so any number of workers
+on any number of machines share one pace and their clocks don't have to agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+# KEYS[1]: the key's slot list. ARGV: limit, period (ms), max_wait (ms).
+# Returns {granted (0|1), wait (ms until the slot, or until the next one opens when not granted)}.
+_RESERVE = """
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local n = redis.call('LLEN', KEYS[1])
+local slot = now
+if n > 0 then
+  -- never before the newest slot: the list stays sorted even if the limit was lowered
+  slot = math.max(slot, tonumber(redis.call('LINDEX', KEYS[1], -1)))
+end
+if n >= limit then
+  slot = math.max(slot, tonumber(redis.call('LINDEX', KEYS[1], n - limit)) + period)
+end
+if slot - now > max_wait then
+  return {0, slot - now}
+end
+redis.call('RPUSH', KEYS[1], slot)
+redis.call('LTRIM', KEYS[1], -limit, -1)
+redis.call('PEXPIREAT', KEYS[1], slot + period)
+return {1, slot - now}
+"""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most `limit` events in any window of `period` seconds."""
+
+    limit: int
+    period: float
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.period <= 0:
+            raise ValueError("a rate needs limit >= 1 and period > 0")
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """`granted`: a slot is ours, `wait` seconds from now (0 if at once). Not granted: nothing
+    was taken, and the next slot opens `wait` seconds from now (if nobody else takes it)."""
+
+    granted: bool
+    wait: float
+
+
+class RateLimiter:
+    """`RateLimiter(redis, namespace)`: keys live under `<namespace>:`. Each key has its own pace;
+    callers name keys after what the provider limits (a robot key, an account, an IP)."""
+
+    def __init__(self, redis: Redis, namespace: str = "ratelimit") -> None:
+        self._namespace = namespace
+        self._script = redis.register_script(_RESERVE)
+
+    async def reserve(self, key: str, rate: Rate, max_wait: float = 0.0) -> Reservation:
+        """Take the next slot for `key` if it opens within `max_wait` seconds; don't wait for it."""
+        granted, wait_ms = await self._script(
+            keys=[f"{self._namespace}:{key}"],
+            args=[rate.limit, max(1, round(rate.period * 1000)), max(0, int(max_wait * 1000))],
+        )
+        return Reservation(bool(granted), int(wait_ms) / 1000)
+
+    async def acquire(self, key: str, rate: Rate, max_wait: float = 0.0) -> Reservation:
+        """Like `reserve`, and when the slot is ours, sleep until it comes."""
+        reservation = await self.reserve(key, rate, max_wait)
+        if reservation.granted and reservation.wait > 0:
+            await asyncio.sleep(reservation.wait)
+        return reservation
