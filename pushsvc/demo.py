@@ -10,6 +10,7 @@ fresh `var/demo.db` (relative to the working directory) and its own Redis databa
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import shutil
@@ -36,7 +37,6 @@ from pushsvc.core.catalogue import load_catalogue
 from pushsvc.demo_data import csv_text, demo_policy, samples
 from pushsvc.services import open_services
 from pushsvc.settings import Settings, load_settings
-from pushsvc.store.migrate import upgrade
 from pushsvc.stubs.smtp_sink import SmtpSink, sink_web_app
 
 HOST = "127.0.0.1"
@@ -117,6 +117,9 @@ def port_of(sock: socket.socket) -> int:
 
 def run_demo(once: bool) -> int:
     console = Console()
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the migration's chatter is not the demo
+    from pushsvc.store.migrate import upgrade  # after the line above: alembic logs as it is imported
+
     generated = ensure_secrets()
     paths = DemoPaths(Path("var").resolve())
     paths.reset()
@@ -251,7 +254,9 @@ class Demo:
         return None
 
     def print_outcome(self, policy: dict[str, Any], key: str, mail_port: int) -> bool:
-        out = self.console.print
+        def out(line: str) -> None:
+            self.console.print(line, soft_wrap=True)  # URLs and the curl line stay whole for copying
+
         base = self.settings.public_url
         out(f"\n[bold]outcome[/]: {policy['matched']:,} subscribers matched")
         ok = True

@@ -29,7 +29,7 @@ from pushsvc.stubs.smtp_sink import SmtpSink
 
 ADMIN = "test-admin-token-0123456789"
 SECRET = "test-secret-key-0123456789-0123456789-abcdef"
-REDIS_URL = os.environ.get("PUSHSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_BASE = os.environ.get("PUSHSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 PG_URL = os.environ.get("PUSHSVC_TEST_DATABASE_URL")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 
@@ -83,11 +83,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
     return pg_migrated
 
 
+@pytest.fixture(scope="session")
+def redis_session_url() -> Iterator[str]:
+    """A Redis database of this session's own (1-11; 12 is the demo test's), claimed with a lock in
+    database 0, so that test sessions running side by side never take each other's jobs."""
+    lock = redis_sync.Redis.from_url(f"{REDIS_BASE}/0")
+    for db in range(1, 12):
+        if lock.set(f"pushsvc-test-db:{db}", os.getpid(), nx=True, ex=4 * 3600):
+            break
+    else:
+        raise RuntimeError("no free Redis database for this test session")
+    yield f"{REDIS_BASE}/{db}"
+    lock.delete(f"pushsvc-test-db:{db}")
+    lock.close()
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    client = redis_sync.Redis.from_url(REDIS_URL)
+def redis_url(redis_session_url: str) -> Iterator[str]:
+    client = redis_sync.Redis.from_url(redis_session_url)
     client.flushdb()
-    yield REDIS_URL
+    yield redis_session_url
     client.flushdb()
     client.close()
 

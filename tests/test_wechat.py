@@ -281,7 +281,8 @@ async def test_thirty_percent_temporary_errors_end_with_everything_delivered_onc
 
 async def test_webhook_to_an_internal_address_is_refused(stub: Stub, api: Api) -> None:
     key = (await api.department())["api_key"]
-    base = {"name": "某企业", "audiences": {"enterprise": {"uscc": uscc(1), "district": "haizhu"}},
+    enterprise = {"uscc": uscc(1), "district": "haizhu", "industry": "C", "scale": "small"}
+    base = {"name": "某企业", "audiences": {"enterprise": enterprise},
             "domains": ["*"], "channels": ["wechat"]}
     for url in (
         "https://127.0.0.1/cgi-bin/webhook/send?key=k",
@@ -295,7 +296,7 @@ async def test_webhook_to_an_internal_address_is_refused(stub: Stub, api: Api) -
     ):
         status, body = await api.call("POST", "/v1/subscribers", key, json={**base, "wechat": {"webhook_url": url}})
         assert status == 422, (url, body)
-        assert [e["field"] for e in body["errors"]] == ["wechat.webhook_url"], body
+        assert "wechat.webhook_url" in [e["field"] for e in body["errors"]], body
     status, body = await api.call("POST", "/v1/subscribers", key,
                                   json={**base, "wechat": {"webhook_url": stub.webhook("k")}})
     assert status == 201, body

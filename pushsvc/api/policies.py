@@ -73,7 +73,7 @@ async def policy_out(svc: Services, conn: Any, policy: dict[str, Any]) -> Policy
     )
 
 
-async def _own_policy(request: web.Request) -> dict[str, Any]:
+async def own_policy(request: web.Request) -> dict[str, Any]:
     svc, who = services(request), caller(request)
     async with svc.db.read() as conn:
         policy = await get_policy(conn, path_id(request))
@@ -151,7 +151,7 @@ async def preview_policy(request: web.Request) -> web.Response:
           tag="policies", auth="department_or_admin", response=PolicyOut, errors=(401, 404))
 async def read_policy(request: web.Request) -> web.Response:
     svc = services(request)
-    policy = await _own_policy(request)
+    policy = await own_policy(request)
     async with svc.db.read() as conn:
         return json_response(await policy_out(svc, conn, policy))
 
@@ -177,7 +177,7 @@ def _next_cursor(last_id: int) -> str:
                  LIMIT, CURSOR))
 async def policy_deliveries(request: web.Request) -> web.Response:
     svc = services(request)
-    policy = await _own_policy(request)
+    policy = await own_policy(request)
     status, channel = request.query.get("status"), request.query.get("channel")
     if status and status not in STATUSES:
         raise Problem(422, "unknown status", [FieldError("status", f"must be one of {', '.join(STATUSES)}")])
@@ -198,7 +198,7 @@ async def policy_deliveries(request: web.Request) -> web.Response:
           query=(Param("subscriber_id", "the subscriber to explain", required=True, schema={"type": "integer"}),))
 async def explain_policy(request: web.Request) -> web.Response:
     svc = services(request)
-    policy = await _own_policy(request)
+    policy = await own_policy(request)
     sid = int_param(request, "subscriber_id", lo=1, hi=2**63 - 1)
     async with svc.db.read() as conn:
         sub = await load_subscriber(conn, sid)

@@ -8,7 +8,7 @@ from typing import get_args
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from pushsvc.api.policies import _own_policy
+from pushsvc.api.policies import own_policy
 from pushsvc.api.problems import Problem
 from pushsvc.api.routing import Param, endpoint, json_response, parse_model, services
 from pushsvc.channels import CHANNELS, build_channels
@@ -56,7 +56,7 @@ def _channel(request: web.Request, name: str) -> Channel:
                        schema={"type": "string", "enum": list(get_args(Locale))})))
 async def render_policy(request: web.Request) -> web.Response:
     query = parse_model(RenderQuery, dict(request.query))
-    policy = await _own_policy(request)
+    policy = await own_policy(request)
     message = await load_message(services(request), policy["id"])
     if message is None:  # deleted between the two reads
         raise Problem(404, "no such policy")
