@@ -139,11 +139,11 @@ class SeedResult:
     seconds: float
 
 
-def seed(url: str, n: int, channels: tuple[str, ...] = ("email",), seed_value: int = 2026) -> SeedResult:
-    """A fresh database holding `n` sample subscribers with ids 1..n."""
+def seed(url: str, n: int, domains: tuple[str, ...] | None = None) -> SeedResult:
+    """A fresh database holding `n` sample subscribers with ids 1..n, on e-mail; `domains` as in SampleFactory."""
     started = time.perf_counter()
     fresh_database(url)
-    factory = SampleFactory(catalogue(), seed=seed_value, channels=channels)
+    factory = SampleFactory(catalogue(), domains=domains)
     naive_utc = datetime.now(timezone.utc).replace(tzinfo=None)
 
     async def run() -> int:

@@ -179,9 +179,11 @@ class SampleFactory:
     """`make(i)` is the i-th sample subscriber; the same seed and sequence of calls give the same data."""
 
     def __init__(self, catalogue: Catalogue, *, seed: int = 2026, channels: tuple[str, ...] = ("email",),
-                 email_domain: str = "example.com") -> None:
+                 domains: tuple[str, ...] | None = None, email_domain: str = "example.com") -> None:
+        """`domains`: the same subscriptions for everyone instead of a realistic mix."""
         self._rng = random.Random(seed)  # one stream: seeding a Random per subscriber would double the cost
         self.channels = channels
+        self.domains = domains
         self.email_domain = email_domain
         self.plans = {slug: _plan(group) for slug, group in catalogue.groups.items()}
         slugs = list(self.plans)
@@ -204,7 +206,7 @@ class SampleFactory:
             name=self._org_name(rng, shared, main) if organisation else self._person_name(rng),
             email=f"{'org' if organisation else 'person'}{i:07d}@{self.email_domain}",
             audiences=audiences,
-            domains=self._domains(rng),
+            domains=self.domains or self._domains(rng),
             channels=self.channels,
             locale=self._locale(rng),
         )

@@ -20,7 +20,7 @@ from pushsvc.core.identifiers import uscc_check_char
 from pushsvc.core.rendering import Renderer
 from pushsvc.settings import Settings
 from pushsvc.stubs.wechat import WechatStub
-from tests.conftest import ADMIN, REDIS_URL, SECRET, Api, Workers, eventually
+from tests.conftest import ADMIN, SECRET, Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 
 APPID = "wx0123456789abcdef"
@@ -138,6 +138,17 @@ def at_most_per_window(times: list[float], limit: int, window: float) -> bool:
     return all(later - earlier >= window for earlier, later in zip(times, times[limit:]))
 
 
+def start_two(workers: Workers, batch_size: int) -> None:
+    """Two worker processes taking one small batch at a time, so both get some of the work."""
+    for _ in range(2):
+        workers.start(PUSHSVC_FANOUT_BATCH_SIZE=str(batch_size), PUSHSVC_WORKER_MAX_JOBS="1")
+
+
+def both_delivered(workers: Workers) -> bool:
+    logs = [(workers.logdir / f"worker-{i}.log").read_text() for i in range(len(workers.procs))]
+    return len(logs) == 2 and all("→ deliver" in log for log in logs)
+
+
 def delivered_once(messages: list[dict[str, Any]], targets: set[str]) -> bool:
     seen = Counter(m["target"] for m in messages)
     return set(seen) == targets and all(n == 1 for n in seen.values())
@@ -205,8 +216,7 @@ async def test_two_workers_sharing_a_robot_key_never_exceed_it(
 ) -> None:
     key = (await api.department())["api_key"]
     await seed(api, key, [("", stub.webhook("shared-group"), "zh-CN")] * 30)
-    workers.start(PUSHSVC_FANOUT_BATCH_SIZE="5")  # six deliver jobs, spread over both workers
-    workers.start(PUSHSVC_FANOUT_BATCH_SIZE="5")
+    start_two(workers, batch_size=5)  # six deliver jobs, spread over both workers
     policy = await publish(api, key)
     await eventually(lambda: _has_held(api, key, policy["id"]), timeout=30, interval=0.1)
     final = await finished(api, key, policy["id"], 30)
@@ -218,6 +228,7 @@ async def test_two_workers_sharing_a_robot_key_never_exceed_it(
     assert arrivals[ROBOT_MAX] - arrivals[0] >= robot_window
     assert at_most_per_window(arrivals, ROBOT_MAX, robot_window)
     assert (await stub.stats())["errcodes"] == {}
+    assert both_delivered(workers)
 
 
 async def _has_held(api: Api, key: str, policy_id: int) -> bool:
@@ -231,8 +242,7 @@ async def test_token_expiry_mid_fanout_loses_nothing_and_sends_nothing_twice(
     openids = [f"openid_person_{i:04d}" for i in range(60)]
     await seed(api, key, [(o, "", "zh-CN") for o in openids])
     await stub.faults(expire_token_after=25)  # the token expires after the 25th message
-    workers.start(PUSHSVC_FANOUT_BATCH_SIZE="10")
-    workers.start(PUSHSVC_FANOUT_BATCH_SIZE="10")
+    start_two(workers, batch_size=10)
     policy = await publish(api, key)
     final = await finished(api, key, policy["id"], 60)
     assert final["sent"] == 60 and final["failed"] == 0
@@ -241,6 +251,7 @@ async def test_token_expiry_mid_fanout_loses_nothing_and_sends_nothing_twice(
     stats = await stub.stats()
     assert stats["errcodes"].get("42001", 0) >= 1  # the expiry was hit ...
     assert stats["tokens_issued"] == 2  # ... and one process fetched the one new token
+    assert both_delivered(workers)
 
 
 async def test_permanent_refusals_fail_with_their_reason(stub: Stub, api: Api, workers: Workers) -> None:
@@ -322,7 +333,7 @@ async def channel_for(stub: Stub, redis_url: str, robot_window: float) -> AsyncI
 
     async def make(**overrides: str) -> WechatChannel:
         env = {k.removeprefix("PUSHSVC_").lower(): v for k, v in wechat_env(stub, robot_window).items()}
-        settings = Settings(_env_file=None, admin_token=ADMIN, secret_key=SECRET, redis_url=REDIS_URL,  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, admin_token=ADMIN, secret_key=SECRET, redis_url=redis_url,  # type: ignore[call-arg]
                             public_url=PUBLIC, **(env | overrides))
         channel = WechatChannel(settings, Renderer(settings.templates_dir), None)  # type: ignore[arg-type]
         await channel.start()
