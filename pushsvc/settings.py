@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=30.0, gt=0)
     unsubscribe_mailto: str | None = None
 
-    # No SMS or personal WeChat in this local span unless a subscriber sets their own ("" = none).
+    # No SMS or personal WeChat in this local span unless a subscriber sets their own (00:00-00:00: none).
     quiet_hours: str = Field(default="21:00-08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 
     # Robot webhooks are called by the workers, so only these origins may be named (comma-separated).

@@ -333,8 +333,8 @@ async def channel_for(stub: Stub, redis_url: str, robot_window: float) -> AsyncI
 
     async def make(**overrides: str) -> WechatChannel:
         env = {k.removeprefix("PUSHSVC_").lower(): v for k, v in wechat_env(stub, robot_window).items()}
-        settings = Settings(_env_file=None, admin_token=ADMIN, secret_key=SECRET, redis_url=redis_url,  # type: ignore[call-arg]
-                            public_url=PUBLIC, **(env | overrides))
+        base = {"admin_token": ADMIN, "secret_key": SECRET, "redis_url": redis_url, "public_url": PUBLIC}
+        settings = Settings(_env_file=None, **(base | env | overrides))  # type: ignore[arg-type]
         channel = WechatChannel(settings, Renderer(settings.templates_dir), None)  # type: ignore[arg-type]
         await channel.start()
         opened.append(channel)
@@ -382,6 +382,11 @@ async def test_send_time_checks_and_temporary_failures(stub: Stub, channel_for: 
     [refusal] = await channel.send(MESSAGE, [recipient(4, openid="openid_z2")])
     assert refusal.status == "failed" and (refusal.error or "").startswith("43101")
     assert await stub.messages() == []
+
+    # Without Redis there is no shared pace: nothing is sent, everything waits.
+    no_redis = await channel_for(redis_url="redis://127.0.0.1:1/0")
+    [waiting] = await no_redis.send(MESSAGE, [recipient(5, webhook=stub.webhook("g5"))])
+    assert waiting.status == "retry" and "Redis unavailable" in (waiting.error or "")
 
 
 async def test_stub_checks_credentials(stub: Stub) -> None:

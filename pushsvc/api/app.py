@@ -12,6 +12,7 @@ from pushsvc.api import departments, gateways, health, openapi, policies, render
 from pushsvc.api.auth import CALLER, authenticate
 from pushsvc.api.problems import Problem, invalid
 from pushsvc.api.routing import ENDPOINTS, SERVICES, Endpoint, Handler
+from pushsvc.channels import build_channels
 from pushsvc.core.errors import ValidationFailed
 from pushsvc.services import Services, open_services
 from pushsvc.settings import Settings
@@ -59,7 +60,11 @@ def build_app(settings: Settings, svc: Services | None = None) -> web.Applicatio
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         owned = svc is None
-        app[SERVICES] = svc or await open_services(settings)
+        services = app[SERVICES] = svc or await open_services(settings)
+        if not services.channels:
+            # Built like the worker's but never started: the API only renders (previews, publish-time
+            # checks), it opens no connection to a provider.
+            services.channels = build_channels(settings, services.renderer, services.signer)
         yield
         if owned:
             await app[SERVICES].close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import get_args
 
 from aiohttp import web
@@ -11,16 +10,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from pushsvc.api.policies import own_policy
 from pushsvc.api.problems import Problem
 from pushsvc.api.routing import Param, endpoint, json_response, parse_model, services
-from pushsvc.channels import CHANNELS, build_channels
-from pushsvc.channels.base import Channel
+from pushsvc.channels import CHANNELS
 from pushsvc.core.models import Locale
 from pushsvc.core.rendering import RenderError
 from pushsvc.delivery.messages import load_message
-
-# One set of channel objects per application, built like the worker builds them but never
-# started: previewing only renders, it opens no connection.
-_previewers: weakref.WeakKeyDictionary[web.Application, dict[str, Channel]] = weakref.WeakKeyDictionary()
-
 
 class RenderQuery(BaseModel):
     channel: str
@@ -41,14 +34,6 @@ class RenderOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-def _channel(request: web.Request, name: str) -> Channel:
-    channels = _previewers.get(request.app)
-    if channels is None:
-        svc = services(request)
-        channels = _previewers[request.app] = build_channels(svc.settings, svc.renderer, svc.signer)
-    return channels[name]
-
-
 @endpoint("GET", "/v1/policies/{id}/render", summary="What a channel would send for the policy, in a locale",
           tag="policies", auth="department_or_admin", response=RenderOut, errors=(401, 404, 422),
           query=(Param("channel", "the channel", required=True, schema={"type": "string", "enum": list(CHANNELS)}),
@@ -61,7 +46,7 @@ async def render_policy(request: web.Request) -> web.Response:
     if message is None:  # deleted between the two reads
         raise Problem(404, "no such policy")
     try:
-        rendered = _channel(request, query.channel).preview(message, query.locale)
+        rendered = services(request).channels[query.channel].preview(message, query.locale)
     except RenderError as exc:
         raise Problem(422, f"the {query.channel} templates cannot render this policy: {exc}") from None
     return json_response(rendered)

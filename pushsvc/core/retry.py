@@ -37,5 +37,7 @@ def ledger_update(
             row["new_error"] = f"gave up after {attempts} attempts: {outcome.error}"
         else:
             row["new_status"] = "queued"
-            row["new_next"] = at + timedelta(seconds=backoff_seconds(attempts, base, cap))
+            backoff = at + timedelta(seconds=backoff_seconds(attempts, base, cap))
+            # A provider may say when to come back (a rate window opening): not before that.
+            row["new_next"] = max(backoff, outcome.not_before) if outcome.not_before else backoff
     return row

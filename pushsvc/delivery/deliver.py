@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from pushsvc.channels.base import Channel, Outcome, Recipient
 from pushsvc.core.quiet_hours import parse_span, quiet_until
 from pushsvc.core.retry import ledger_update
 from pushsvc.delivery.messages import load_message
 from pushsvc.services import Services
-from pushsvc.store.deliveries import claim, load_recipients, release, write_outcomes
+from pushsvc.store.deliveries import Claimed, claim, load_recipients, next_due, release, write_outcomes
 from pushsvc.store.subscribers import now
 
 
@@ -37,12 +38,24 @@ def lease_cutoff(svc: Services, at: datetime) -> datetime:
 
 
 async def run_deliver(svc: Services, policy_id: int, channel_name: str, lo: int, hi: int) -> float | None:
-    """Returns seconds until the earliest retry is due, or None when nothing is left to retry."""
+    """Returns seconds until the batch's earliest waiting row (a retry, the end of quiet hours) is
+    due, or None when nothing of the batch is left waiting."""
     at = now()
     async with svc.db.write() as conn:
         claimed = await claim(conn, policy_id, channel_name, lo, hi, at, lease_cutoff(svc, at))
-    if not claimed:
-        return None
+    if claimed:
+        updates = await _send(svc, policy_id, channel_name, claimed, at)
+    async with svc.db.write() as conn:
+        if claimed:
+            await write_outcomes(conn, updates)
+        due = await next_due(conn, policy_id, channel_name, lo, hi)
+    return None if due is None else max(0.0, (due - now()).total_seconds())
+
+
+async def _send(
+    svc: Services, policy_id: int, channel_name: str, claimed: list[Claimed], at: datetime
+) -> list[dict[str, Any]]:
+    """Send the claimed rows; returns their ledger updates."""
     channel = svc.channels.get(channel_name)
     try:
         message = await load_message(svc, policy_id)
@@ -64,14 +77,10 @@ async def run_deliver(svc: Services, policy_id: int, channel_name: str, lo: int,
     attempts = {c.delivery_id: c.attempts for c in claimed}
     done = now()
     s = svc.settings
-    updates = [
+    return [
         ledger_update(o, attempts[o.delivery_id], s.max_attempts, done, s.retry_base_seconds, s.retry_max_seconds)
         for o in outcomes
     ]
-    async with svc.db.write() as conn:
-        await write_outcomes(conn, updates)
-    retry_times = [u["new_next"] for u in updates if u["new_next"] is not None]
-    return max(0.0, (min(retry_times) - done).total_seconds()) if retry_times else None
 
 
 async def _release(svc: Services, delivery_ids: list[int]) -> None:

@@ -50,7 +50,8 @@ async def claim(
     result = await conn.execute(
         sa.update(deliveries)
         .where(D.policy_id == policy_id, D.channel == channel, D.subscriber_id.between(lo, hi), due)
-        .values(status="sending", attempts=D.attempts + 1, updated_at=at)
+        # Taking a row held for quiet hours or pacing again is not a new attempt at sending it.
+        .values(status="sending", attempts=D.attempts + sa.case((D.status == "held", 0), else_=1), updated_at=at)
         .returning(D.id, D.subscriber_id, D.attempts)
     )
     return [Claimed(*row) for row in result]
@@ -109,6 +110,20 @@ async def write_outcomes(conn: AsyncConnection, updates: Sequence[dict[str, Any]
         )
     )
     await conn.execute(stmt, list(updates))
+
+
+async def next_due(conn: AsyncConnection, policy_id: int, channel: str, lo: int, hi: int) -> datetime | None:
+    """When the earliest row of a batch waiting for a retry or the end of quiet hours is due."""
+    result = await conn.execute(
+        sa.select(sa.func.min(D.next_attempt_at)).where(
+            D.policy_id == policy_id,
+            D.channel == channel,
+            D.subscriber_id.between(lo, hi),
+            D.status.in_(["queued", "held"]),
+            D.next_attempt_at.is_not(None),
+        )
+    )
+    return result.scalar_one_or_none()
 
 
 async def release(conn: AsyncConnection, delivery_ids: Sequence[int], at: datetime) -> None:

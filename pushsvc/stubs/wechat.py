@@ -124,10 +124,9 @@ class WechatStub:
     async def start(self, host: str, port: int) -> str:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
-        return f"http://{bound[0]}:{bound[1]}"
+        await web.TCPSite(self._runner, host, port).start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        return f"http://{bound_host}:{bound_port}"
 
     async def stop(self) -> None:
         if self._runner is not None:

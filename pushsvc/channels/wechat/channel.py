@@ -10,7 +10,7 @@ message, and only those messages wait out quiet hours.
 Time: a deliver job must end well within PUSHSVC_JOB_TIMEOUT_SECONDS. In the first half of it
 the channel starts requests and waits for robot slots; a slot further off than that is not
 waited for: the message is `held` until the slot opens (held rows are claimed again when due
-and never count toward giving up; a `retry` would back off blindly and might give up on a
+and are never given up on; a `retry` would back off blindly and might give up on a
 message that only had to wait its turn). Each recipient is cut off at 80% of the job's time.
 
 Outcomes, never an exception for one recipient:
@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from pushsvc.channels.base import Channel, HasContacts, Outcome, PolicyMessage, Recipient
 from pushsvc.channels.wechat import http, robot, template
@@ -154,11 +155,8 @@ class WechatChannel(Channel):
 
     def preview(self, message: PolicyMessage, locale: str) -> dict[str, Any]:
         rendering = self._rendering(message, locale)
-        return {
-            "webhook": rendering.robot,
-            "template": {"touser": OPENID_PLACEHOLDER, **rendering.template},
-            "used": "webhook when the subscriber has a robot webhook, else template to its openid",
-        }
+        # Both bodies: which one a subscriber gets depends on its contacts (see the module doc).
+        return {"webhook": rendering.robot, "template": {"touser": OPENID_PLACEHOLDER, **rendering.template}}
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -197,6 +195,8 @@ class WechatChannel(Channel):
             return Outcome(did, "retry", "no time left in this delivery job")
         except http.Unavailable as exc:
             return Outcome(did, "retry", str(exc))
+        except RedisError as exc:  # the pace and the token live there: wait for it to come back
+            return Outcome(did, "retry", f"Redis unavailable ({type(exc).__name__})")
         except Exception as exc:  # one recipient must never sink the batch
             log.exception("unexpected error sending a WeChat message")
             return Outcome(did, "retry", f"{type(exc).__name__}: {exc}"[: http.ERROR_MAX])

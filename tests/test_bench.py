@@ -1,0 +1,25 @@
+"""The benches themselves, scaled down: they run, agree with themselves and print their tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import fanout_email, match
+from bench.common import DEFAULT_PG_URL, sqlite_url
+from tests.conftest import PG_URL
+
+
+@pytest.mark.slow
+def test_match_bench_at_20000(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    urls = [sqlite_url(tmp_path, "m.db")] + ([DEFAULT_PG_URL] if PG_URL else [])
+    args = ["--subscribers", "20000", "--explain"] + [a for url in urls for a in ("--database-url", url)]
+    assert match.main(args) == 0
+    out = capsys.readouterr().out
+    assert "SQLite" in out and "disagree" not in out and ("SCAN" in out or "SEARCH" in out)
+
+
+@pytest.mark.slow
+def test_fanout_bench_small(capsys: pytest.CaptureFixture[str]) -> None:
+    fanout_email.main(["--subscribers", "2000", "--naive-recipients", "200", "--redis-url", "redis://127.0.0.1:6379/10"])
+    out = capsys.readouterr().out
+    assert "2,000 sent, 0 failed" in out and "pushsvc / raw" in out and "pushsvc / naive" in out
