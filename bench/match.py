@@ -218,7 +218,8 @@ def print_reports(console: Console, n: int, reports: list[Report]) -> None:
         if r.naive and (r.naive.subscribers, r.naive.pairs) != (r.streamed.subscribers, r.streamed.pairs):
             console.print(f"[red]{r.backend}: naive and streamed disagree[/]: {asdict(r.naive)} vs {asdict(r.streamed)}")
         if r.plan:
-            console.print(f"\n[bold]{r.backend} query and plan[/]\n{r.plan}", markup=False, highlight=False)
+            console.print(f"\n[bold]{r.backend} query and plan[/]")
+            console.print(r.plan, markup=False, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,7 +127,7 @@ def run_demo(once: bool) -> int:
     sink.start()
     api_sock, web_sock = listening_socket(API_PORT), listening_socket(SINK_WEB_PORT)
     try:
-        configured = os.environ.get("PUSHSVC_REDIS_URL", "redis://127.0.0.1:6379/0")
+        configured = load_settings().redis_url  # environment or .env: the demo uses the same server
         os.environ.update({
             "PUSHSVC_DATABASE_URL": f"sqlite+aiosqlite:///{paths.database}",
             "PUSHSVC_REDIS_URL": demo_redis_url(configured, int(os.environ.get("PUSHSVC_DEMO_REDIS_DB", DEFAULT_REDIS_DB))),

@@ -27,6 +27,7 @@ from pushsvc.store.subscribers import now, remove_channel
 STOP_WORDS = frozenset({"R", "TD"})  # 退订 replies mainland gateways recognise
 REPLY_SOURCE = "sms:reply"
 _MAX_ITEMS = 10_000
+_LOOKUP_CHUNK = 900  # under SQLite's bound-parameter limit
 
 
 class SmsReceipt(BaseModel):
@@ -78,14 +79,25 @@ def is_stop_reply(content: str) -> bool:
 
 
 async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: datetime) -> None:
-    """One UPDATE per outcome, each executed for the whole batch. Only `sent` rows move, so a
-    receipt repeated (or arriving after another) changes nothing."""
+    """Rows are found by message id first, then one UPDATE per outcome runs for the whole batch by
+    primary key. (Filtering on provider_ref and status in one statement lets SQLite pick the
+    status index and scan every `sent` row per receipt.) Only `sent` rows move, so a receipt
+    repeated, or arriving after another, changes nothing."""
     d = deliveries.c
+    refs = list({r.message_id for r in receipts})
+    ids: dict[str, int] = {}
+    for start in range(0, len(refs), _LOOKUP_CHUNK):
+        found = await conn.execute(
+            sa.select(d.provider_ref, d.id).where(d.provider_ref.in_(refs[start : start + _LOOKUP_CHUNK]),
+                                                  d.channel == SmsChannel.name)
+        )
+        ids.update(dict(found.tuples().all()))
     for delivered in (True, False):
         rows = [
-            {"ref": r.message_id, "when": r.reported_at or at, "why": None if delivered else f"not delivered: {r.error_code or 'unknown'}"}
+            {"did": ids[r.message_id], "when": r.reported_at or at,
+             "why": None if delivered else f"not delivered: {r.error_code or 'unknown'}"}
             for r in receipts
-            if r.delivered is delivered
+            if r.delivered is delivered and r.message_id in ids
         ]
         if not rows:
             continue
@@ -95,10 +107,7 @@ async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: 
         else:
             values["error"] = sa.bindparam("why")
         await conn.execute(
-            sa.update(deliveries)
-            .where(d.provider_ref == sa.bindparam("ref"), d.channel == SmsChannel.name, d.status == "sent")
-            .values(**values),
-            rows,
+            sa.update(deliveries).where(d.id == sa.bindparam("did"), d.status == "sent").values(**values), rows
         )
 
 
