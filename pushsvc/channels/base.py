@@ -38,12 +38,32 @@ class Recipient:
     quiet_end: int | None = None
 
 
+class Message(Protocol):
+    """What a channel needs of any message; templates `<channel>/<kind>.<locale>.*` get all of its
+    fields. Policies and case updates are the two kinds of message so far."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def short_url(self) -> str: ...
+    @property
+    def key(self) -> str:
+        """What the content is about ("policy:12"): render caches and Content-IDs use it."""
+    @property
+    def qr_url(self) -> str:
+        """The QR image of the page the message links to."""
+
+
 @dataclass(frozen=True)
 class PolicyMessage:
     """What a policy push says, whatever the channel. Rendering turns it into a channel's bytes."""
 
     policy_id: int
-    kind: str  # template family: "policy" now; revisions, repeals, digests reuse the same road
+    kind: str  # template family: "policy"; revisions, repeals, digests reuse the same road
     version: str  # changes whenever the content does, so cached renderings stay correct
     title: str
     summary: str
@@ -57,6 +77,14 @@ class PolicyMessage:
     produced_on: date | None
     effective_on: date | None
     expires_on: date | None
+
+    @property
+    def key(self) -> str:
+        return f"policy:{self.policy_id}"
+
+    @property
+    def qr_url(self) -> str:
+        return f"{self.page_url}/qr.png"
 
 
 OutcomeStatus = Literal["sent", "retry", "failed", "held"]
@@ -90,7 +118,7 @@ class Channel(ABC):
         return False
 
     @abstractmethod
-    def preview(self, message: PolicyMessage, locale: str) -> dict[str, Any]:
+    def preview(self, message: Message, locale: str) -> dict[str, Any]:
         """Exactly what would be sent, for GET /v1/policies/{id}/render (recipient values shown
         as placeholders)."""
 
@@ -101,6 +129,6 @@ class Channel(ABC):
         return None
 
     @abstractmethod
-    async def send(self, message: PolicyMessage, recipients: list[Recipient]) -> list[Outcome]:
+    async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
         """Send one message to many; one Outcome per recipient, in any order. Never raises for a
         single recipient's failure: that is an Outcome."""

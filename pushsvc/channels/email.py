@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import aiosmtplib
 
-from pushsvc.channels.base import HasContacts, Channel, Outcome, OutcomeStatus, PolicyMessage, Recipient
+from pushsvc.channels.base import HasContacts, Channel, Message, Outcome, OutcomeStatus, Recipient
 from pushsvc.core.identifiers import normalise_email
 from pushsvc.core.qr import qr_png
 from pushsvc.core.rendering import DEFAULT_LOCALE, Renderer
@@ -220,7 +220,7 @@ class EmailChannel(Channel):
     def address(contacts: HasContacts) -> str | None:
         return contacts.email or None
 
-    def preview(self, message: PolicyMessage, locale: str) -> dict[str, Any]:
+    def preview(self, message: Message, locale: str) -> dict[str, Any]:
         layout = self._layout(message, locale)
         shown = {self._name_marker: "{recipient_name}", self._unsub_marker: "{unsubscribe_url}"}
         text, html_body = layout.text, layout.html
@@ -246,13 +246,13 @@ class EmailChannel(Channel):
 
     # -- composing -----------------------------------------------------------------------------
 
-    def _layout(self, message: PolicyMessage, locale: str) -> _Layout:
-        key = (message.policy_id, message.version, locale)
+    def _layout(self, message: Message, locale: str) -> _Layout:
+        key = (message.key, message.version, locale)
         layout = self._layouts.get(key)
         if layout is not None:
             self._layouts.move_to_end(key)
             return layout
-        qr_cid = f"qr.p{message.policy_id}.{secrets.token_hex(6)}@{self._msgid_domain}"
+        qr_cid = f"qr.{message.key.replace(':', '.')}.{secrets.token_hex(6)}@{self._msgid_domain}"
         context = dict(vars(message), qr_image=f"cid:{qr_cid}")
         # The subject is the same for everyone: rendered without recipient values, so a template
         # that tried to use them fails loudly instead of leaking a marker.
@@ -272,7 +272,7 @@ class EmailChannel(Channel):
             self._layouts.popitem(last=False)
         return layout
 
-    def compose(self, message: PolicyMessage, recipient: Recipient, to: str, date: str) -> tuple[str, bytes]:
+    def compose(self, message: Message, recipient: Recipient, to: str, date: str) -> tuple[str, bytes]:
         """(Message-ID, the exact bytes to transmit) for one recipient at envelope address `to`
         (from `envelope_address`) with RFC 5322 `date`. Cheap after the first call per policy
         version × locale; raises RenderError if the templates can't be rendered."""
@@ -280,7 +280,7 @@ class EmailChannel(Channel):
         name = " ".join((recipient.name or "").split())
         token = unsubscribe_token(self._signer, recipient.subscriber_id, self.name)
         unsub_url = f"{self._settings.public_url}/u/{token}"
-        message_id = f"<p{message.policy_id}.d{recipient.delivery_id}.{secrets.token_hex(6)}@{self._msgid_domain}>"
+        message_id = f"<{message.key.replace(':', '.')}.d{recipient.delivery_id}.{secrets.token_hex(6)}@{self._msgid_domain}>"
         list_unsub = f"<{unsub_url}>"
         if self._settings.unsubscribe_mailto:
             list_unsub += f",\r\n <mailto:{self._settings.unsubscribe_mailto}?subject=unsubscribe-{token}>"
@@ -306,7 +306,7 @@ class EmailChannel(Channel):
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def send(self, message: PolicyMessage, recipients: list[Recipient]) -> list[Outcome]:
+    async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
         pool = self._pool
         if pool is None:
             raise RuntimeError("EmailChannel.send() called before start()")
@@ -330,7 +330,7 @@ class EmailChannel(Channel):
     async def _deliver(
         self,
         pool: asyncio.Queue[_Connection],
-        message: PolicyMessage,
+        message: Message,
         recipient: Recipient,
         date: str,
         unreachable: list[str],

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, get_args
 
 import aiohttp
 
-from pushsvc.channels.base import Channel, HasContacts, Outcome, PolicyMessage, Recipient
+from pushsvc.channels.base import Channel, HasContacts, Message, Outcome, PolicyMessage, Recipient
 from pushsvc.core.errors import FieldError, ValidationFailed
 from pushsvc.core.models import Locale, PolicyIn
 from pushsvc.core.rendering import Renderer, RenderError
@@ -111,7 +111,7 @@ class Rendered:
     sms: SmsText
 
 
-def render_text(settings: Settings, renderer: Renderer, message: PolicyMessage, locale: str) -> Rendered:
+def render_text(settings: Settings, renderer: Renderer, message: Message, locale: str) -> Rendered:
     """The text for one policy × locale; raises RenderError."""
     content = one_line(renderer.render(message.kind, SmsChannel.name, "txt", locale, dict(vars(message))))
     text = assemble(settings.sms_sign_name, content, message.short_url, settings.sms_opt_out)
@@ -181,8 +181,8 @@ class SmsChannel(Channel):
     def honours_quiet_hours(self, recipient: Recipient) -> bool:
         return True
 
-    def _text(self, message: PolicyMessage, locale: str) -> Rendered:
-        key = (message.policy_id, message.kind, message.version, locale)
+    def _text(self, message: Message, locale: str) -> Rendered:
+        key = (message.key, message.kind, message.version, locale)
         rendered = self._texts.get(key)
         if rendered is None:
             rendered = self._texts[key] = render_text(self._settings, self._renderer, message, locale)
@@ -192,7 +192,7 @@ class SmsChannel(Channel):
             self._texts.move_to_end(key)
         return rendered
 
-    def preview(self, message: PolicyMessage, locale: str) -> dict[str, Any]:
+    def preview(self, message: Message, locale: str) -> dict[str, Any]:
         sms = self._text(message, locale).sms
         return {"text": sms.text, "parts": sms.parts, "chars": sms.chars}
 
@@ -208,7 +208,7 @@ class SmsChannel(Channel):
         if session is not None:
             await session.close()
 
-    async def send(self, message: PolicyMessage, recipients: list[Recipient]) -> list[Outcome]:
+    async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
         session = self._session
         if session is None:
             raise RuntimeError("SmsChannel.send() called before start()")

@@ -35,7 +35,7 @@ import aiohttp
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pushsvc.channels.base import Channel, HasContacts, Outcome, PolicyMessage, Recipient
+from pushsvc.channels.base import Channel, HasContacts, Message, Outcome, Recipient
 from pushsvc.channels.wechat import http, robot, template
 from pushsvc.channels.wechat.token import AccessTokens, TokenUnavailable
 from pushsvc.core.rendering import Renderer
@@ -53,10 +53,6 @@ _HARD_SHARE = 0.8  # of the job's time: a recipient still in flight then is give
 # little wider than the window keeps a slow request and a fast one from landing in one window.
 _ARRIVAL_GUARD_SECONDS = 0.5
 OPENID_PLACEHOLDER = "{openid}"
-
-
-def qr_url(public_url: str, policy_id: int) -> str:
-    return f"{public_url}/p/{policy_id}/qr.png"
 
 
 @dataclass(frozen=True)
@@ -126,8 +122,8 @@ class WechatChannel(Channel):
 
     # -- composing -----------------------------------------------------------------------------
 
-    def _rendering(self, message: PolicyMessage, locale: str) -> _Rendering:
-        key = (message.policy_id, message.version, locale)
+    def _rendering(self, message: Message, locale: str) -> _Rendering:
+        key = (message.key, message.version, locale)
         rendering = self._renderings.get(key)
         if rendering is not None:
             self._renderings.move_to_end(key)
@@ -137,9 +133,9 @@ class WechatChannel(Channel):
             self._renderings.popitem(last=False)
         return rendering
 
-    def _render(self, message: PolicyMessage, locale: str) -> _Rendering:
+    def _render(self, message: Message, locale: str) -> _Rendering:
         s = self._settings
-        context = dict(vars(message)) | {"qr_url": qr_url(s.public_url, message.policy_id)}
+        context = dict(vars(message)) | {"qr_url": message.qr_url}
 
         def part(name: str, values: dict[str, Any] = context) -> str:
             return self._renderer.render(message.kind, self.name, name, locale, values).strip()
@@ -153,14 +149,14 @@ class WechatChannel(Channel):
         data = template.parse_fields(part("fields.txt", single_line))
         return _Rendering(body, template.template_body(s.wechat_template_id, message.short_url, data))
 
-    def preview(self, message: PolicyMessage, locale: str) -> dict[str, Any]:
+    def preview(self, message: Message, locale: str) -> dict[str, Any]:
         rendering = self._rendering(message, locale)
         # Both bodies: which one a subscriber gets depends on its contacts (see the module doc).
         return {"webhook": rendering.robot, "template": {"touser": OPENID_PLACEHOLDER, **rendering.template}}
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def send(self, message: PolicyMessage, recipients: list[Recipient]) -> list[Outcome]:
+    async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
         if self._http is None:
             raise RuntimeError("WechatChannel.send() called before start()")
         # Render every locale first: a template error stops the batch before anything is sent.
@@ -179,7 +175,7 @@ class WechatChannel(Channel):
         await asyncio.gather(*(lane() for _ in range(min(len(recipients), self._settings.wechat_connections))))
         return outcomes
 
-    async def _deliver(self, message: PolicyMessage, recipient: Recipient, batch: _Batch) -> Outcome:
+    async def _deliver(self, message: Message, recipient: Recipient, batch: _Batch) -> Outcome:
         did = recipient.delivery_id
         if asyncio.get_running_loop().time() > batch.soft_deadline:
             return Outcome(did, "retry", "no time left in this delivery job")
