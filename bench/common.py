@@ -9,7 +9,6 @@ benches measure reads them.
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import os
 import resource
@@ -30,7 +29,14 @@ from pushsvc.demo_data import SampleFactory, SampleSubscriber
 from pushsvc.settings import REPO_ROOT
 from pushsvc.store.db import Database
 from pushsvc.store.migrate import upgrade
-from pushsvc.store.schema import subscriber_audiences, subscriber_channels, subscriber_domains, subscribers
+from pushsvc.store.schema import (
+    subscriber_attributes,
+    subscriber_audiences,
+    subscriber_channels,
+    subscriber_domains,
+    subscribers,
+)
+from pushsvc.store.subscribers import attribute_row
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 # PostgreSQL benches live in their own schema so they never touch the tables tests use.
@@ -79,21 +85,26 @@ def fresh_database(url: str) -> None:
 
 @dataclass
 class Rows:
-    """One chunk of subscribers as rows of the four tables, in column order."""
+    """One chunk of subscribers as rows of the five tables, in column order."""
 
     subscribers: list[tuple[Any, ...]]
     audiences: list[tuple[Any, ...]]
+    attributes: list[tuple[Any, ...]]
     domains: list[tuple[Any, ...]]
     channels: list[tuple[Any, ...]]
 
+    def tables(self) -> tuple[list[tuple[Any, ...]], ...]:
+        return (self.subscribers, self.audiences, self.attributes, self.domains, self.channels)
+
     def count(self) -> int:
-        return len(self.subscribers) + len(self.audiences) + len(self.domains) + len(self.channels)
+        return sum(len(t) for t in self.tables())
 
 
 SUBSCRIBER_COLUMNS = ("id", "name", "email", "uscc", "status", "frequency", "locale", "created_at", "updated_at")
 TABLES = (
     (subscribers, SUBSCRIBER_COLUMNS),
-    (subscriber_audiences, ("subscriber_id", "audience", "attrs")),
+    (subscriber_audiences, ("subscriber_id", "audience")),
+    (subscriber_attributes, ("subscriber_id", "audience", "name", "value", "num")),
     (subscriber_domains, ("subscriber_id", "domain")),
     (subscriber_channels, ("subscriber_id", "channel")),
 )
@@ -101,13 +112,18 @@ TABLES = (
 
 def chunk_rows(subs: list[tuple[int, SampleSubscriber]], at: datetime | str) -> Rows:
     """Ids are given, not generated, so child rows need no round trip; `at` is UTC as the backend stores it."""
-    rows = Rows([], [], [], [])
+    rows = Rows([], [], [], [], [])
     for sid, sub in subs:
         codes = [a["uscc"] for a in sub.audiences.values() if "uscc" in a]
         rows.subscribers.append(
             (sid, sub.name, sub.email, codes[0] if codes else None, "active", sub.frequency, sub.locale, at, at)
         )
-        rows.audiences.extend((sid, slug, json.dumps(attrs, ensure_ascii=False)) for slug, attrs in sub.audiences.items())
+        rows.audiences.extend((sid, slug) for slug in sub.audiences)
+        rows.attributes.extend(
+            tuple(attribute_row(sid, slug, name, value).values())
+            for slug, attrs in sub.audiences.items()
+            for name, value in attrs.items()
+        )
         rows.domains.extend((sid, d) for d in sub.domains)
         rows.channels.extend((sid, c) for c in sub.channels)
     return rows
@@ -120,7 +136,7 @@ def chunks(factory: SampleFactory, n: int, size: int = CHUNK) -> Iterator[list[t
 
 async def _write_sqlite(conn: AsyncConnection, rows: Rows) -> None:
     # Plain executemany of tuples: SQLAlchemy's per-row processing would cost more than SQLite's insert.
-    for (table, columns), data in zip(TABLES, (rows.subscribers, rows.audiences, rows.domains, rows.channels)):
+    for (table, columns), data in zip(TABLES, rows.tables()):
         marks = ", ".join("?" for _ in columns)
         await conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", data)
 
@@ -128,7 +144,7 @@ async def _write_sqlite(conn: AsyncConnection, rows: Rows) -> None:
 async def _write_postgres(conn: AsyncConnection, rows: Rows) -> None:
     raw = (await conn.get_raw_connection()).driver_connection
     assert raw is not None
-    for (table, columns), data in zip(TABLES, (rows.subscribers, rows.audiences, rows.domains, rows.channels)):
+    for (table, columns), data in zip(TABLES, rows.tables()):
         await raw.copy_records_to_table(table.name, records=data, columns=list(columns), schema_name=BENCH_SCHEMA)
 
 

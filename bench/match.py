@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
 import tempfile
@@ -32,7 +33,13 @@ from pushsvc.core.subscribers import ALL_DOMAINS
 from pushsvc.core.targeting import Targeting, evaluate, parse_targeting
 from pushsvc.demo_data import HOME_DOMAIN
 from pushsvc.store.matching import matching_pairs
-from pushsvc.store.schema import subscriber_audiences, subscriber_channels, subscriber_domains, subscribers
+from pushsvc.store.schema import (
+    subscriber_attributes,
+    subscriber_audiences,
+    subscriber_channels,
+    subscriber_domains,
+    subscribers,
+)
 
 TARGET_SECONDS = 2.0
 TARGET_RSS_MB = 300.0
@@ -119,8 +126,11 @@ def measure_naive(url: str) -> Measured:
             for sid, status in await conn.execute(sa.select(subscribers.c.id, subscribers.c.status)):
                 people[sid] = {"status": status, "audiences": {}, "domains": set(), "channels": set()}
             A = subscriber_audiences.c
-            for sid, audience, attrs in await conn.execute(sa.select(A.subscriber_id, A.audience, A.attrs)):
-                people[sid]["audiences"][audience] = attrs
+            for sid, audience in await conn.execute(sa.select(A.subscriber_id, A.audience)):
+                people[sid]["audiences"][audience] = {}
+            V = subscriber_attributes.c
+            for sid, audience, name, value in await conn.execute(sa.select(V.subscriber_id, V.audience, V.name, V.value)):
+                people[sid]["audiences"][audience][name] = json.loads(value)
             for sid, domain in await conn.execute(sa.select(subscriber_domains.c.subscriber_id, subscriber_domains.c.domain)):
                 people[sid]["domains"].add(domain)
             for sid, channel in await conn.execute(sa.select(subscriber_channels.c.subscriber_id, subscriber_channels.c.channel)):

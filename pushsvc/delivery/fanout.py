@@ -91,17 +91,21 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
     batch, last_sid, cursor, cut_short = Batch(), None, 0, False
     async with svc.db.read() as conn:
         result = await conn.stream(query.execution_options(yield_per=max(1000, size * 3)))
-        async for sid, channel, frequency in result:
-            if sid != last_sid:
-                if batch.subscribers == size:
-                    cursor = await _flush(svc, policy_id, batch)
-                    batch = Batch()
-                    if time.monotonic() > deadline:
-                        cut_short = True
-                        break
-                batch.subscribers += 1
-                last_sid = sid
-            batch.rows.append((sid, channel, frequency))
+        # By partition: `async for row in result` would cost a greenlet switch per row.
+        async for partition in result.partitions():
+            for sid, channel, frequency in partition:
+                if sid != last_sid:
+                    if batch.subscribers == size:
+                        cursor = await _flush(svc, policy_id, batch)
+                        batch = Batch()
+                        if time.monotonic() > deadline:
+                            cut_short = True
+                            break
+                    batch.subscribers += 1
+                    last_sid = sid
+                batch.rows.append((sid, channel, frequency))
+            if cut_short:
+                break
         await result.close()
     if cut_short:
         # The continuation picks up after the cursor.

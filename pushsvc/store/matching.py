@@ -7,44 +7,48 @@ one pass over `subscribers` with hash or index probes, streamed in id order.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
 
 from pushsvc.core.subscribers import ALL_DOMAINS
-from pushsvc.core.targeting import AllOf, AnyOf, Clause, Not, Predicate, Targeting
-from pushsvc.store.schema import subscriber_audiences, subscriber_channels, subscriber_domains, subscribers
+from pushsvc.core.targeting import AllOf, Clause, Not, Predicate, Targeting
+from pushsvc.store.schema import (
+    subscriber_attributes,
+    subscriber_audiences,
+    subscriber_channels,
+    subscriber_domains,
+    subscribers,
+)
 
 S = subscribers.c
 A = subscriber_audiences.c
+V = subscriber_attributes.c
 
 
-def _typed(expr: Any, attr_type: str) -> Any:
-    if attr_type == "integer":
-        return expr.as_integer()
-    if attr_type == "number":
-        return expr.as_float()
-    if attr_type == "boolean":
-        return expr.as_boolean()
-    return expr.as_string()
+def _encoded(value: Any) -> str:
+    """The stored form of a value (see subscriber_attributes)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _clause_condition(c: Clause) -> sa.ColumnElement[bool]:
-    json_value = A.attrs[c.attr]
+    members = sa.select(V.subscriber_id).where(V.audience == c.group, V.name == c.attr)
     if c.op == "exists":
-        present = A.attrs[c.attr].as_string().is_not(None)
-        members = sa.select(A.subscriber_id).where(A.audience == c.group, present)
         return S.id.in_(members) if c.value else S.id.not_in(members)
-    value = _typed(json_value, c.attribute.type)
-    ops = {
-        "eq": lambda: value == c.value,
-        "in": lambda: value.in_(list(c.value)),
-        "not_in": lambda: sa.and_(value.is_not(None), value.not_in(list(c.value))),
-        "gte": lambda: value >= c.value,
-        "lte": lambda: value <= c.value,
-    }
-    cond = ops[c.op]()
-    return S.id.in_(sa.select(A.subscriber_id).where(A.audience == c.group, cond))
+    if c.op in ("gte", "lte"):
+        if c.attribute.type in ("integer", "number"):
+            column, bound = V.num, c.value
+        else:  # dates: ISO text in JSON quotes orders like the dates themselves
+            column, bound = V.value, _encoded(c.value)
+        cond = column >= bound if c.op == "gte" else column <= bound
+    elif c.op == "eq":
+        cond = V.value == _encoded(c.value)
+    else:
+        cond = V.value.in_([_encoded(v) for v in c.value])
+        if c.op == "not_in":
+            cond = sa.not_(cond)
+    return S.id.in_(members.where(cond))
 
 
 def predicate_condition(p: Predicate) -> sa.ColumnElement[bool]:
@@ -56,19 +60,32 @@ def predicate_condition(p: Predicate) -> sa.ColumnElement[bool]:
     return sa.and_(*parts) if isinstance(p, AllOf) else sa.or_(*parts)
 
 
+def implies_membership(p: Predicate, groups: frozenset[str]) -> bool:
+    """Whether every subscriber satisfying `p` is a member of one of `groups`: then the membership
+    test is implied and the query can skip it (a clause holds only for its group's members)."""
+    if isinstance(p, Clause):
+        return p.group in groups and not (p.op == "exists" and p.value is False)
+    if isinstance(p, Not):
+        return False
+    implied = [implies_membership(item, groups) for item in p.items]
+    return any(implied) if isinstance(p, AllOf) else all(implied)
+
+
 def audience_condition(targeting: Targeting, domain: str) -> list[sa.ColumnElement[bool]]:
     """Everything about a subscriber that decides a match, channels aside."""
-    conds: list[sa.ColumnElement[bool]] = [
-        S.status == "active",
-        S.id.in_(sa.select(A.subscriber_id).where(A.audience.in_(targeting.audiences))),
+    conds: list[sa.ColumnElement[bool]] = [S.status == "active"]
+    where = targeting.where
+    if where is None or not implies_membership(where, frozenset(targeting.audiences)):
+        conds.append(S.id.in_(sa.select(A.subscriber_id).where(A.audience.in_(targeting.audiences))))
+    conds += [
         S.id.in_(
             sa.select(subscriber_domains.c.subscriber_id).where(
                 subscriber_domains.c.domain.in_([domain, ALL_DOMAINS])
             )
         ),
     ]
-    if targeting.where is not None:
-        conds.append(predicate_condition(targeting.where))
+    if where is not None:
+        conds.append(predicate_condition(where))
     return conds
 
 

@@ -78,14 +78,33 @@ subscribers = sa.Table(
     sa.Index(None, "status", "id"),
 )
 
-# One row per audience group a subscriber belongs to, with that group's attributes.
+# One row per audience group a subscriber belongs to.
 subscriber_audiences = sa.Table(
     "subscriber_audiences",
     metadata,
     sa.Column("subscriber_id", Id, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("audience", sa.String(40), primary_key=True),
-    sa.Column("attrs", Json, nullable=False),
     sa.Index(None, "audience", "subscriber_id"),
+)
+
+# A member's attribute values, one row each, so that every targeting clause is a range scan of one
+# index (audience, name, value) instead of parsing a JSON document per subscriber. `value` is the
+# JSON text of the normalised value (equality and `in` compare it exactly, ISO dates order as text);
+# `num` repeats numbers for `gte`/`lte`.
+subscriber_attributes = sa.Table(
+    "subscriber_attributes",
+    metadata,
+    sa.Column("subscriber_id", Id, primary_key=True),
+    sa.Column("audience", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(600), nullable=False),
+    sa.Column("num", sa.Float()),
+    sa.ForeignKeyConstraint(
+        ["subscriber_id", "audience"],
+        ["subscriber_audiences.subscriber_id", "subscriber_audiences.audience"],
+        ondelete="CASCADE",
+    ),
+    sa.Index(None, "audience", "name", "value", "subscriber_id"),
 )
 
 # Domain subscriptions; the slug "*" stands for every domain, present and future.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from pushsvc.core.errors import FieldError
 from pushsvc.core.subscribers import NewSubscriber
 from pushsvc.store.schema import (
     consents,
+    subscriber_attributes,
     subscriber_audiences,
     subscriber_channels,
     subscriber_domains,
@@ -68,13 +70,21 @@ def _subscriber_row(sub: NewSubscriber, status: str, department_id: int | None, 
     }
 
 
+def attribute_row(sid: int, audience: str, name: str, value: Any) -> dict[str, Any]:
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return {"subscriber_id": sid, "audience": audience, "name": name,
+            "value": json.dumps(value, ensure_ascii=False), "num": number}
+
+
 async def _write_children(
     conn: AsyncConnection, pairs: Sequence[tuple[int, NewSubscriber]], source: str, at: datetime
 ) -> None:
-    audience_rows = [
-        {"subscriber_id": sid, "audience": slug, "attrs": attrs}
+    audience_rows = [{"subscriber_id": sid, "audience": slug} for sid, sub in pairs for slug in sub.audiences]
+    attribute_rows = [
+        attribute_row(sid, slug, name, value)
         for sid, sub in pairs
         for slug, attrs in sub.audiences.items()
+        for name, value in attrs.items()
     ]
     domain_rows = [{"subscriber_id": sid, "domain": d} for sid, sub in pairs for d in sub.domains]
     channel_rows = [{"subscriber_id": sid, "channel": ch} for sid, sub in pairs for ch in sub.channels]
@@ -90,6 +100,7 @@ async def _write_children(
     ]
     for table, rows in (
         (subscriber_audiences, audience_rows),
+        (subscriber_attributes, attribute_rows),
         (subscriber_domains, domain_rows),
         (subscriber_channels, channel_rows),
         (consents, consent_rows),
@@ -127,11 +138,10 @@ async def merge_into(conn: AsyncConnection, sid: int, sub: NewSubscriber, source
         if fresh[key] and not current[key]:
             update[key] = fresh[key]
     await conn.execute(sa.update(subscribers).where(S.id == sid).values(**update))
-    await conn.execute(
-        sa.delete(subscriber_audiences).where(
-            subscriber_audiences.c.subscriber_id == sid, subscriber_audiences.c.audience.in_(list(sub.audiences))
+    for table in (subscriber_attributes, subscriber_audiences):  # the groups given again are replaced whole
+        await conn.execute(
+            sa.delete(table).where(table.c.subscriber_id == sid, table.c.audience.in_(list(sub.audiences)))
         )
-    )
     have_domains = set(
         (await conn.execute(sa.select(subscriber_domains.c.domain).where(subscriber_domains.c.subscriber_id == sid))).scalars()
     )
@@ -198,11 +208,17 @@ async def load_subscriber(conn: AsyncConnection, sid: int) -> dict[str, Any] | N
     row = (await conn.execute(sa.select(subscribers).where(S.id == sid))).mappings().first()
     if row is None:
         return None
-    audiences = await conn.execute(
-        sa.select(subscriber_audiences.c.audience, subscriber_audiences.c.attrs).where(
-            subscriber_audiences.c.subscriber_id == sid
+    groups = await conn.execute(
+        sa.select(subscriber_audiences.c.audience).where(subscriber_audiences.c.subscriber_id == sid)
+    )
+    audiences: dict[str, dict[str, Any]] = {slug: {} for slug in groups.scalars()}
+    values = await conn.execute(
+        sa.select(subscriber_attributes.c.audience, subscriber_attributes.c.name, subscriber_attributes.c.value).where(
+            subscriber_attributes.c.subscriber_id == sid
         )
     )
+    for slug, name, value in values:
+        audiences[slug][name] = json.loads(value)
     domains = await conn.execute(
         sa.select(subscriber_domains.c.domain).where(subscriber_domains.c.subscriber_id == sid).order_by("domain")
     )
@@ -211,7 +227,7 @@ async def load_subscriber(conn: AsyncConnection, sid: int) -> dict[str, Any] | N
     )
     return {
         **row,
-        "audiences": dict(audiences.all()),
+        "audiences": audiences,
         "domains": list(domains.scalars()),
         "channels": list(channels.scalars()),
     }

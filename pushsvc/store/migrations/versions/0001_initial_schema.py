@@ -137,12 +137,23 @@ def upgrade() -> None:
     op.create_table('subscriber_audiences',
     sa.Column('subscriber_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('audience', sa.String(length=40), nullable=False),
-    sa.Column('attrs', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_subscriber_audiences_subscriber_id'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('subscriber_id', 'audience', name=op.f('pk_subscriber_audiences'))
     )
     with op.batch_alter_table('subscriber_audiences', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_subscriber_audiences_audience_subscriber_id'), ['audience', 'subscriber_id'], unique=False)
+
+    op.create_table('subscriber_attributes',
+    sa.Column('subscriber_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('audience', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.String(length=600), nullable=False),
+    sa.Column('num', sa.Float(), nullable=True),
+    sa.ForeignKeyConstraint(['subscriber_id', 'audience'], ['subscriber_audiences.subscriber_id', 'subscriber_audiences.audience'], name=op.f('fk_subscriber_attributes_subscriber_id'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('subscriber_id', 'audience', 'name', name=op.f('pk_subscriber_attributes'))
+    )
+    with op.batch_alter_table('subscriber_attributes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_subscriber_attributes_audience_name_value_subscriber_id'), ['audience', 'name', 'value', 'subscriber_id'], unique=False)
 
     op.create_table('subscriber_channels',
     sa.Column('subscriber_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -173,6 +184,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_subscriber_channels_channel_subscriber_id'))
 
     op.drop_table('subscriber_channels')
+    with op.batch_alter_table('subscriber_attributes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subscriber_attributes_audience_name_value_subscriber_id'))
+
+    op.drop_table('subscriber_attributes')
     with op.batch_alter_table('subscriber_audiences', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscriber_audiences_audience_subscriber_id'))
 
