@@ -197,3 +197,27 @@ def test_every_route_is_documented() -> None:
     routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert routes == documented
+
+
+async def test_a_template_that_cannot_render_refuses_the_publish(settings: Any, tmp_path: Any) -> None:
+    import shutil
+
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from pushsvc.api.app import build_app
+    from pushsvc.settings import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "templates", tmp_path / "templates")
+    broken = tmp_path / "templates" / "email" / "policy.en.txt"
+    broken.write_text(broken.read_text(encoding="utf-8") + "{{ no_such_value }}", encoding="utf-8")
+    server = TestServer(build_app(settings.model_copy(update={"templates_dir": tmp_path / "templates"})), host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, str(server.make_url("")).rstrip("/"))
+        dept = await api.department()
+        status, body = await api.call("POST", "/v1/policies", dept["api_key"], json=POLICY)
+        assert status == 422 and body["errors"][0]["field"] == "channels[0]" and "no_such_value" in body["errors"][0]["message"]
+        status, body = await api.call("GET", "/v1/policies/1", dept["api_key"])
+        assert status == 404  # nothing was stored
+    await server.close()

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import Any, get_args
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -19,6 +19,7 @@ from pushsvc.channels.sms import check_sms_parts
 from pushsvc.core.errors import FieldError
 from pushsvc.core.models import (
     ChannelCounts,
+    Locale,
     DeliveryOut,
     DeliveryPage,
     ExplainOut,
@@ -26,7 +27,8 @@ from pushsvc.core.models import (
     PolicyOut,
     PreviewOut,
 )
-from pushsvc.core.policies import CheckedPolicy, DomainNotAllowed, check_policy
+from pushsvc.core.policies import CheckedPolicy, DomainNotAllowed, check_policy, provisional_message
+from pushsvc.core.rendering import RenderError
 from pushsvc.core.subscribers import ALL_DOMAINS
 from pushsvc.core.targeting import evaluate, parse_targeting
 from pushsvc.delivery.messages import page_url, policy_path
@@ -60,8 +62,21 @@ def _checked(svc: Services, who: Caller, raw: Any) -> CheckedPolicy:
                       [FieldError("domain", "not one of the department's domains")]) from None
     if checked is None:
         raise invalid(errors)
-    check_sms_parts(svc.settings, svc.renderer, checked.data, who.department["name"] if who.department else "")
+    department = who.department["name"] if who.department else ""
+    check_sms_parts(svc.settings, svc.renderer, checked.data, department)
+    _check_templates(svc, checked, department)
     return checked
+
+
+def _check_templates(svc: Services, checked: CheckedPolicy, department: str) -> None:
+    """Every chosen channel renders the policy in every locale now, or the publish is a 422."""
+    message = provisional_message(checked.data, department, svc.settings.public_url, f"{svc.settings.public_url}/s/x")
+    for i, name in enumerate(checked.data.channels):
+        for locale in get_args(Locale):
+            try:
+                svc.channels[name].preview(message, locale)
+            except RenderError as exc:
+                raise invalid([FieldError(f"channels[{i}]", f"the {name} templates cannot render it: {exc}")]) from None
 
 
 async def policy_out(svc: Services, conn: Any, policy: dict[str, Any]) -> PolicyOut:

@@ -46,6 +46,7 @@ from pushsvc.core.rendering import Renderer, RenderError
 from pushsvc.core.sms_text import SmsText, assemble, max_units, one_line
 from pushsvc.core.tokens import TokenSigner
 from pushsvc.settings import Settings
+from pushsvc.core.policies import provisional_message
 from pushsvc.store.short_links import LENGTH as SHORT_CODE_LENGTH
 
 log = logging.getLogger(__name__)
@@ -126,10 +127,7 @@ def check_sms_parts(settings: Settings, renderer: Renderer, policy: PolicyIn, de
         return
     limit = settings.sms_max_parts
     placeholder = f"{settings.public_url}/s/{'x' * SHORT_CODE_LENGTH}"
-    fields = policy.model_dump(include={"title", "summary", "domain", "doc_number", "produced_on",
-                                        "effective_on", "expires_on", "interpretation_url"})
-    message = PolicyMessage(policy_id=0, kind="policy", version="0", department=department,
-                            page_url=placeholder, short_url=placeholder, source_url=policy.url, **fields)
+    message = provisional_message(policy, department, settings.public_url, placeholder)
     worst: tuple[int, str, SmsText] | None = None
     try:
         for locale in get_args(Locale):

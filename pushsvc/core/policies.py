@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pushsvc.channels.base import PolicyMessage
 from pushsvc.core.catalogue import Catalogue
 from pushsvc.core.errors import FieldError
 from pushsvc.core.models import PolicyIn, pydantic_errors
@@ -63,3 +64,12 @@ def check_policy(
     if allowed_domains is not None and data.domain not in allowed_domains:
         raise DomainNotAllowed(data.domain)
     return CheckedPolicy(data, targeting), []
+
+
+def provisional_message(data: PolicyIn, department: str, public_url: str, short_url: str) -> PolicyMessage:
+    """The message a policy will become, before it is stored: publish-time checks render it so that a
+    template that cannot render it, or an SMS too long, is a 422 before anything is queued."""
+    fields = data.model_dump(include={"title", "summary", "domain", "doc_number", "produced_on",
+                                      "effective_on", "expires_on", "interpretation_url"})
+    return PolicyMessage(policy_id=0, kind="policy", version="0", department=department,
+                         page_url=f"{public_url}/p/0", short_url=short_url, source_url=data.url, **fields)
