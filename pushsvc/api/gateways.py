@@ -54,6 +54,8 @@ class SmsReplies(BaseModel):
 
 class ReceiptsOut(BaseModel):
     received: int
+    unknown: list[str] = Field(default_factory=list,
+                               description="message ids not known (yet): the gateway should send them again later")
 
 
 class RepliesOut(BaseModel):
@@ -78,11 +80,12 @@ def is_stop_reply(content: str) -> bool:
     return unicodedata.normalize("NFKC", content).strip().upper() in STOP_WORDS
 
 
-async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: datetime) -> None:
+async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: datetime) -> list[str]:
     """Rows are found by message id first, then one UPDATE per outcome runs for the whole batch by
     primary key. (Filtering on provider_ref and status in one statement lets SQLite pick the
     status index and scan every `sent` row per receipt.) Only `sent` rows move, so a receipt
-    repeated, or arriving after another, changes nothing."""
+    repeated, or arriving after another, changes nothing. Returns the message ids not found: a
+    receipt can beat the worker's write of the outcome that holds its id."""
     d = deliveries.c
     refs = list({r.message_id for r in receipts})
     ids: dict[str, int] = {}
@@ -109,6 +112,7 @@ async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: 
         await conn.execute(
             sa.update(deliveries).where(d.id == sa.bindparam("did"), d.status == "sent").values(**values), rows
         )
+    return sorted({r.message_id for r in receipts} - set(ids))
 
 
 @endpoint("POST", "/v1/receipts/sms", summary="Delivery receipts from the SMS gateway (signed by it)",
@@ -116,10 +120,11 @@ async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: 
 async def sms_receipts(request: web.Request) -> web.Response:
     svc = services(request)
     batch = parse_model(SmsReceipts, await _signed_json(request))
+    unknown: list[str] = []
     if batch.receipts:
         async with svc.db.write() as conn:
-            await apply_receipts(conn, batch.receipts, now())
-    return json_response(ReceiptsOut(received=len(batch.receipts)))
+            unknown = await apply_receipts(conn, batch.receipts, now())
+    return json_response(ReceiptsOut(received=len(batch.receipts), unknown=unknown))
 
 
 @endpoint("POST", "/v1/inbound/sms", summary="Replies from phones via the SMS gateway: R or TD stops SMS to that number",

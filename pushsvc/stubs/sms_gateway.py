@@ -226,12 +226,11 @@ class SmsGatewayStub:
 
     # -- callbacks to pushsvc ------------------------------------------------------------------
 
-    async def _post_signed(self, url: str, payload: dict[str, Any]) -> int:
+    async def _post_signed(self, url: str, payload: dict[str, Any]) -> tuple[int, Any]:
         assert self._session is not None
         body = json.dumps(payload, ensure_ascii=False).encode()
         async with self._session.post(url, data=body, headers=signed_headers(self.secret, body)) as resp:
-            await resp.read()
-            return resp.status
+            return resp.status, await resp.json(content_type=None) if resp.status == 200 else None
 
     async def _flush_receipts(self) -> None:
         while True:
@@ -244,18 +243,29 @@ class SmsGatewayStub:
 
     async def _post_receipts(self, receipts: list[dict[str, Any]]) -> None:
         reported = datetime.now(timezone.utc).isoformat()
-        payload = {"receipts": [{**r, "reported_at": reported} for r in receipts]}
+        payload = {"receipts": [{**{k: v for k, v in r.items() if k != "round"}, "reported_at": reported}
+                                for r in receipts]}
         for attempt in range(_RECEIPT_TRIES):
             try:
-                status = await self._post_signed(self.receipts_url, payload)
+                status, answer = await self._post_signed(self.receipts_url, payload)
                 if status < 500:
                     self.stats["receipts_posted"] += len(receipts)
                     if status != 200:
                         log.warning("receipts refused by %s: HTTP %d", self.receipts_url, status)
+                    self._again(receipts, (answer or {}).get("unknown", []))
                     return
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 log.warning("posting receipts failed (try %d): %s", attempt + 1, exc)
             await asyncio.sleep(2**attempt)
+
+    def _again(self, receipts: list[dict[str, Any]], unknown: list[str]) -> None:
+        """Receipts the service did not know yet (it had not written the message ids) are posted
+        again later, as providers do, a few times at most."""
+        wanted = set(unknown)
+        due = time.monotonic() + max(self.receipt_delay, 0.5)
+        for r in receipts:
+            if r["message_id"] in wanted and r.get("round", 0) < _RECEIPT_TRIES:
+                self._receipts.append((due, {**r, "round": r.get("round", 0) + 1}))
 
     # -- control -------------------------------------------------------------------------------
 
@@ -290,7 +300,7 @@ class SmsGatewayStub:
             return web.json_response({"error": exc.errors(include_url=False)}, status=422)
         payload = {"messages": [{"phone_number": national_number(msg.phone_number), "content": msg.content,
                                  "received_at": datetime.now(timezone.utc).isoformat()}]}
-        status = await self._post_signed(self.inbound_url, payload)
+        status, _ = await self._post_signed(self.inbound_url, payload)
         return web.json_response({"forwarded_to": self.inbound_url, "status": status})
 
 
