@@ -6,6 +6,8 @@ from typing import Any
 
 from arq import Retry
 
+from pushsvc.cases.alerts import run_case_alerts
+from pushsvc.cases.send import run_case_send, run_case_sweep
 from pushsvc.delivery.deliver import run_deliver
 from pushsvc.delivery.fanout import run_fanout
 from pushsvc.delivery.sweeper import run_sweep
@@ -28,3 +30,17 @@ async def deliver(ctx: dict[str, Any], policy_id: int, channel: str, lo: int, hi
 
 async def sweep(ctx: dict[str, Any]) -> int:
     return await run_sweep(_svc(ctx))
+
+
+async def case_send(ctx: dict[str, Any], case_id: int) -> None:
+    retry_in = await run_case_send(_svc(ctx), case_id)
+    if retry_in is not None:
+        raise Retry(defer=retry_in)
+
+
+async def case_sweep(ctx: dict[str, Any]) -> int:
+    return await run_case_sweep(_svc(ctx))
+
+
+async def case_alerts(ctx: dict[str, Any]) -> int:
+    return await run_case_alerts(_svc(ctx))

@@ -35,9 +35,13 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "functions": [
             func(jobs.fanout, timeout=timeout, max_tries=1000),
             func(jobs.deliver, timeout=timeout, max_tries=1000),
+            func(jobs.case_send, timeout=timeout, max_tries=1000),
         ],
         "cron_jobs": [
-            cron(jobs.sweep, second=set(range(0, 60, every)), timeout=timeout, run_at_startup=True, unique=True)
+            cron(jobs.sweep, second=set(range(0, 60, every)), timeout=timeout, run_at_startup=True, unique=True),
+            cron(jobs.case_sweep, second=set(range(0, 60, every)), timeout=timeout, run_at_startup=True, unique=True),
+            # Alerts are once a case: the run only has to notice within minutes.
+            cron(jobs.case_alerts, minute=set(range(0, 60, 5)), second=0, timeout=timeout, unique=True),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

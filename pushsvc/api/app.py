@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pushsvc.api import departments, gateways, health, openapi, policies, render, subscribers  # noqa: F401  (registers routes)
+from pushsvc.api import cases, departments, gateways, health, openapi, policies, render, subscribers  # noqa: F401  (registers routes)
 from pushsvc.api.auth import CALLER, authenticate
 from pushsvc.api.problems import Problem, invalid
 from pushsvc.api.routing import ENDPOINTS, SERVICES, Endpoint, Handler
@@ -16,7 +16,7 @@ from pushsvc.channels import build_channels
 from pushsvc.core.errors import ValidationFailed
 from pushsvc.services import Services, open_services
 from pushsvc.settings import Settings
-from pushsvc.web import pages, qr_pages  # noqa: F401  (registers routes)
+from pushsvc.web import case_pages, pages, qr_pages  # noqa: F401  (registers routes)
 
 log = logging.getLogger(__name__)
 

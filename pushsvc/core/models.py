@@ -201,3 +201,69 @@ def pydantic_errors(exc: ValidationError, root: str = "") -> list[FieldError]:
         message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
         errors.append(FieldError(field_path(loc, root) or root or "body", message))
     return errors
+
+
+# -- cases (issue 6) -------------------------------------------------------------------------------
+
+from pushsvc.core.case_states import CaseStatus  # noqa: E402  (kept with the models that use it)
+
+
+class ApplicantIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=32)
+    wechat_openid: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]{6,64}$")
+
+
+class CaseIn(Strict):
+    case_no: str = Field(min_length=1, max_length=64, pattern=r"^[^/\\?#%\s]+$",
+                         description="unique within the department; no slash, ?, #, % or spaces")
+    service_item: str = Field(min_length=1, max_length=200)
+    applicant: ApplicantIn
+    channels: list[str] = Field(default_factory=lambda: ["sms"], min_length=1, max_length=3)
+    time_limit_days: int | None = Field(default=None, ge=1, le=365, description="promised time in working days")
+    locale: Locale = "zh-CN"
+
+
+class CaseEventIn(Strict):
+    event_id: str = Field(min_length=1, max_length=100)
+    status: CaseStatus
+    occurred_at: AwareDatetime
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class CaseEventOut(BaseModel):
+    event_id: str
+    seq: int = Field(description="arrival order within the case")
+    status: str
+    occurred_at: datetime
+    note: str | None
+    applied: bool = Field(description="false: older than the case's latest event; recorded, moved nothing, sent nothing")
+    notifications: dict[str, str] = Field(default_factory=dict, description="channel -> queued|held|sent|failed")
+
+
+class CaseOut(BaseModel):
+    case_no: str
+    service_item: str
+    status: str
+    allowed_next: list[str]
+    channels: list[str]
+    locale: str
+    time_limit_days: int | None
+    due_on: date | None
+    overdue: bool
+    page_url: str
+    short_url: str
+    created_at: datetime
+    events: list[CaseEventOut]
+
+
+class CaseEventResult(BaseModel):
+    duplicate: bool
+    case_status: str
+    event: CaseEventOut
+
+
+class CasePage(BaseModel):
+    items: list[CaseOut]
+    next_cursor: str | None

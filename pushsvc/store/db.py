@@ -30,10 +30,16 @@ class Database:
         else:
             engine_kwargs.setdefault("pool_size", 10)
             engine_kwargs.setdefault("max_overflow", 10)
-            # asyncpg reuses prepared statements; after a few runs PostgreSQL may switch them to a
-            # generic plan made while a table was small (a sequential scan), which an import that
-            # grows the table then pays for on every chunk. Plan each execution for its values.
-            engine_kwargs.setdefault("connect_args", {"server_settings": {"plan_cache_mode": "force_custom_plan"}})
+            engine_kwargs.setdefault("connect_args", {"server_settings": {
+                # asyncpg reuses prepared statements; after a few runs PostgreSQL may switch them to a
+                # generic plan made while a table was small (a sequential scan), which an import that
+                # grows the table then pays for on every chunk. Plan each execution for its values.
+                "plan_cache_mode": "force_custom_plan",
+                # Streamed reads (the fan-out) are always read to the end: plan cursors for all rows.
+                "cursor_tuple_fraction": "1.0",
+                # Our queries are short or index-driven; compiling them costs more than it saves.
+                "jit": "off",
+            }})
         self.engine: AsyncEngine = create_async_engine(url, **engine_kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)

@@ -213,3 +213,74 @@ short_links = sa.Table(
     sa.Column("target", sa.String(500), nullable=False, unique=True),
     _created(),
 )
+
+# Cases (issue 6): an applicant's application to a department, followed step by step.
+cases = sa.Table(
+    "cases",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id"), nullable=False),
+    sa.Column("case_no", sa.String(64), nullable=False),
+    sa.Column("service_item", sa.String(200), nullable=False),
+    sa.Column("applicant_name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(254)),
+    sa.Column("phone", sa.String(20)),
+    sa.Column("wechat_openid", sa.String(64)),
+    sa.Column("locale", sa.String(8), nullable=False),
+    sa.Column("channels", Json, nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("time_limit_days", sa.SmallInteger()),
+    sa.Column("started_on", sa.Date(), nullable=False),  # local date the time limit counts from
+    sa.Column("due_on", sa.Date()),
+    sa.Column("latest_at", UTCDateTime()),  # occurred_at of the latest event that moved the status
+    sa.Column("last_seq", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("page_token", sa.String(200), nullable=False),
+    sa.Column("short_code", sa.String(16), nullable=False),
+    sa.Column("alerted_at", UTCDateTime()),  # the department was told it reached 80% of its time
+    # One worker sends a case's messages at a time: it holds this lease while it does.
+    sa.Column("lease_owner", sa.String(32)),
+    sa.Column("lease_until", UTCDateTime()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("department_id", "case_no"),
+    sa.Index(None, "status", "due_on"),
+)
+
+# The timeline: every event posted, in arrival order (`seq`, per case). `applied` is false for an
+# event older than the case's latest: recorded, but it moved nothing and sent nothing.
+case_events = sa.Table(
+    "case_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("case_id", Id, sa.ForeignKey("cases.id"), nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("event_id", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("occurred_at", UTCDateTime(), nullable=False),
+    sa.Column("note", sa.Text()),
+    sa.Column("applied", sa.Boolean(), nullable=False),
+    _created(),
+    sa.UniqueConstraint("case_id", "seq"),
+    sa.UniqueConstraint("case_id", "event_id"),
+)
+
+# The applicants' ledger: one row per event x channel, sent in `seq` order per case and channel.
+case_notifications = sa.Table(
+    "case_notifications",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("case_id", Id, sa.ForeignKey("cases.id"), nullable=False),
+    sa.Column("event_seq", sa.Integer(), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    # queued | held | sent | failed
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("attempts", sa.SmallInteger(), nullable=False, server_default="0"),
+    sa.Column("error", sa.Text()),
+    sa.Column("provider_ref", sa.String(100)),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime()),
+    sa.UniqueConstraint("case_id", "event_seq", "channel"),
+    sa.Index(None, "status", "updated_at"),
+)

@@ -1,0 +1,194 @@
+"""Cases, their timeline and the applicants' notification ledger; the per-case sending lease."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pushsvc.core.case_states import OPEN
+from pushsvc.store.schema import case_events, case_notifications, cases, departments
+
+C, E, N = cases.c, case_events.c, case_notifications.c
+PENDING = ("queued", "held")  # a notification not sent and not given up on
+
+
+class DuplicateCase(Exception):
+    pass
+
+
+async def insert_case(conn: AsyncConnection, row: dict[str, Any]) -> int:
+    """Raises DuplicateCase when the department already has this case number."""
+    exists = await conn.execute(
+        sa.select(C.id).where(C.department_id == row["department_id"], C.case_no == row["case_no"])
+    )
+    if exists.first() is not None:
+        raise DuplicateCase(row["case_no"])
+    result = await conn.execute(sa.insert(cases).values(**row).returning(C.id))
+    return int(result.scalar_one())
+
+
+async def set_links(conn: AsyncConnection, case_id: int, token: str, code: str) -> dict[str, Any]:
+    """Store the case page's token and short code (known once the id is) and return the case."""
+    await conn.execute(sa.update(cases).where(C.id == case_id).values(page_token=token, short_code=code))
+    return dict((await conn.execute(sa.select(cases).where(C.id == case_id))).mappings().one())
+
+
+async def find_case(conn: AsyncConnection, department_id: int, case_no: str, *, lock: bool = False) -> dict[str, Any] | None:
+    """`lock`: hold the row for this transaction (PostgreSQL; SQLite's write lock covers it), so
+    that two events for one case are numbered and checked one after the other."""
+    query = sa.select(cases).where(C.department_id == department_id, C.case_no == case_no)
+    row = (await conn.execute(query.with_for_update() if lock else query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def case_with_department(conn: AsyncConnection, case_id: int) -> dict[str, Any] | None:
+    row = await conn.execute(
+        sa.select(cases, departments.c.name.label("department"), departments.c.contact_email)
+        .join(departments, departments.c.id == C.department_id)
+        .where(C.id == case_id)
+    )
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def find_event(conn: AsyncConnection, case_id: int, event_id: str) -> dict[str, Any] | None:
+    row = await conn.execute(sa.select(case_events).where(E.case_id == case_id, E.event_id == event_id))
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+async def add_event(conn: AsyncConnection, case: dict[str, Any], event: dict[str, Any], applied: bool,
+                    at: datetime) -> int:
+    """Append the event to the timeline (numbered after the case's last); an applied event moves the
+    case and queues one notification per channel. Returns its seq. Call with the case locked."""
+    seq = case["last_seq"] + 1
+    await conn.execute(sa.insert(case_events).values(
+        case_id=case["id"], seq=seq, applied=applied, created_at=at, **event
+    ))
+    values: dict[str, Any] = {"last_seq": seq, "updated_at": at}
+    if applied:
+        values.update(status=event["status"], latest_at=event["occurred_at"])
+        await conn.execute(sa.insert(case_notifications), [
+            {"case_id": case["id"], "event_seq": seq, "channel": channel, "status": "queued",
+             "created_at": at, "updated_at": at}
+            for channel in case["channels"]
+        ])
+    await conn.execute(sa.update(cases).where(C.id == case["id"]).values(**values))
+    return seq
+
+
+async def timeline(conn: AsyncConnection, case_id: int) -> list[dict[str, Any]]:
+    """The events in the order they happened, each with its notifications {channel: status}."""
+    events = [dict(r) for r in (await conn.execute(
+        sa.select(case_events).where(E.case_id == case_id).order_by(E.occurred_at, E.seq)
+    )).mappings()]
+    sent: dict[int, dict[str, str]] = {}
+    for seq, channel, status in await conn.execute(
+        sa.select(N.event_seq, N.channel, N.status).where(N.case_id == case_id)
+    ):
+        sent.setdefault(seq, {})[channel] = status
+    for e in events:
+        e["notifications"] = sent.get(e["seq"], {})
+    return events
+
+
+async def list_cases(conn: AsyncConnection, department_id: int, after_id: int, limit: int,
+                     overdue_on: date | None) -> list[dict[str, Any]]:
+    """A page of the department's cases in id order; with `overdue_on`, only those still open
+    whose due date is before that day."""
+    query = sa.select(cases).where(C.department_id == department_id, C.id > after_id)
+    if overdue_on is not None:
+        query = query.where(C.status.in_(sorted(OPEN)), C.due_on < overdue_on)
+    rows = await conn.execute(query.order_by(C.id).limit(limit))
+    return [dict(r) for r in rows.mappings()]
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+
+async def claim_case(conn: AsyncConnection, case_id: int, owner: str, at: datetime, until: datetime) -> bool:
+    """Take the case's sending lease unless a live holder has it."""
+    result = await conn.execute(
+        sa.update(cases)
+        .where(C.id == case_id, sa.or_(C.lease_until.is_(None), C.lease_until < at))
+        .values(lease_owner=owner, lease_until=until)
+    )
+    return result.rowcount == 1
+
+
+async def release_case(conn: AsyncConnection, case_id: int, owner: str) -> None:
+    await conn.execute(
+        sa.update(cases).where(C.id == case_id, C.lease_owner == owner).values(lease_owner=None, lease_until=None)
+    )
+
+
+async def pending_notifications(conn: AsyncConnection, case_id: int) -> list[dict[str, Any]]:
+    """The case's unsent notifications with their events, in event order."""
+    rows = await conn.execute(
+        sa.select(N.id, N.event_seq, N.channel, N.attempts, N.next_attempt_at, E.status, E.occurred_at, E.note)
+        .join(case_events, sa.and_(E.case_id == N.case_id, E.seq == N.event_seq))
+        .where(N.case_id == case_id, N.status.in_(PENDING))
+        .order_by(N.event_seq, N.channel)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def write_notification_outcomes(conn: AsyncConnection, updates: Sequence[dict[str, Any]]) -> None:
+    """`updates` as made by core.retry.ledger_update, one per notification sent (attempts + 1)."""
+    if updates:
+        await conn.execute(
+            sa.update(case_notifications).where(N.id == sa.bindparam("did")).values(
+                status=sa.bindparam("new_status"), error=sa.bindparam("new_error"),
+                provider_ref=sa.bindparam("new_ref"), next_attempt_at=sa.bindparam("new_next"),
+                sent_at=sa.bindparam("new_sent"), updated_at=sa.bindparam("new_updated"), attempts=N.attempts + 1,
+            ),
+            list(updates),
+        )
+
+
+async def next_pending(conn: AsyncConnection, case_id: int, at: datetime) -> tuple[bool, datetime | None]:
+    """(whether a notification is due now, when the earliest waiting one is due)."""
+    due_now = N.next_attempt_at.is_(None) | (N.next_attempt_at <= at)
+    row = (await conn.execute(
+        sa.select(sa.func.count().filter(due_now), sa.func.min(N.next_attempt_at))
+        .where(N.case_id == case_id, N.status.in_(PENDING))
+    )).one()
+    return bool(row[0]), row[1]
+
+
+async def stale_cases(conn: AsyncConnection, before: datetime, at: datetime) -> list[int]:
+    """Cases with a due notification nobody has touched since `before` (Redis lost the job, a
+    worker died) and no live lease."""
+    rows = await conn.execute(
+        sa.select(sa.distinct(N.case_id))
+        .join(cases, C.id == N.case_id)
+        .where(N.status.in_(PENDING), N.updated_at < before,
+               N.next_attempt_at.is_(None) | (N.next_attempt_at <= at),
+               C.lease_until.is_(None) | (C.lease_until < at))
+    )
+    return [int(r[0]) for r in rows]
+
+
+# -- time limits -------------------------------------------------------------------------------
+
+
+async def alert_candidates(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Open cases with a time limit whose department has not been alerted yet."""
+    rows = await conn.execute(
+        sa.select(C.id, C.started_on, C.time_limit_days, C.due_on).where(
+            C.status.in_(sorted(OPEN)), C.due_on.is_not(None), C.alerted_at.is_(None)
+        )
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def mark_alerted(conn: AsyncConnection, case_id: int, at: datetime | None) -> bool:
+    """Set (or with None clear) the alert mark; True if this call set it: the one to send."""
+    query = sa.update(cases).where(C.id == case_id)
+    if at is not None:
+        query = query.where(C.alerted_at.is_(None))
+    return (await conn.execute(query.values(alerted_at=at))).rowcount == 1
