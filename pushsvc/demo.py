@@ -1,10 +1,14 @@
 """`pushsvc demo`: the whole service in one terminal, on data of its own.
 
-It starts a local SMTP sink (with a page to read the mail), the API and a real worker process,
-seeds sample subscribers through the import API, publishes a sample policy through the API and
-shows its delivery live. It never touches the configured database or Redis database: it uses a
-fresh `var/demo.db` (relative to the working directory) and its own Redis database number
-(PUSHSVC_DEMO_REDIS_DB, default 14, on the configured Redis server), both emptied on every run.
+It starts a local SMTP sink (with a page to read the mail), the SMS gateway and WeChat stand-ins
+(receipts posted back to the demo's API), the API and a real worker process; seeds sample
+subscribers on e-mail, SMS and WeChat through the import API, publishes a sample policy to all
+three channels through the API and shows its delivery live, then what each stand-in received.
+It never touches the configured database or Redis database: it uses a fresh `var/demo.db`
+(relative to the working directory) and its own Redis database number (PUSHSVC_DEMO_REDIS_DB,
+default 14, on the configured Redis server), both emptied on every run. The channels' secrets are
+made up for each run (the stand-ins are the demo's own) and quiet hours are off, so that the
+demo sends at any hour.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,11 +39,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pushsvc.api.app import build_app
+from pushsvc.channels.sms import OK as SMS_OK
 from pushsvc.core.catalogue import load_catalogue
-from pushsvc.demo_data import csv_text, demo_policy, samples
+from pushsvc.demo_data import SampleFactory, SampleSubscriber, csv_text, demo_policy
 from pushsvc.services import open_services
 from pushsvc.settings import Settings, load_settings
+from pushsvc.stubs.sms_gateway import SmsGatewayStub
 from pushsvc.stubs.smtp_sink import SmtpSink, sink_web_app
+from pushsvc.stubs.wechat import WEBHOOK_PATH, WechatStub
 
 HOST = "127.0.0.1"
 API_PORT = 8080
@@ -45,10 +54,15 @@ SINK_WEB_PORT = 8025
 DEFAULT_REDIS_DB = 14
 SUBSCRIBERS = 2000
 DEPARTMENT = {"name": "广州市人力资源和社会保障局", "domains": ["employment-entrepreneurship", "social-insurance"]}
-FINAL = ("sent", "delivered", "failed")
+CHANNELS = ("email", "sms", "wechat")
+FINAL = ("sent", "delivered", "failed")  # "sent" is final: an SMS receipt may never come
 DELIVERED = ("sent", "delivered")
+RECEIPT_CHANNELS = ("sms",)  # whose `sent` turn `delivered` when the gateway's receipt comes back
+SMS_RECEIPT_DELAY = 1.0  # seconds the SMS stand-in waits before posting a receipt
+RECEIPT_WAIT_SECONDS = 5.0  # how long past the fan-out the demo waits for the last receipts
 POLL_SECONDS = 0.25
 ONCE_TIMEOUT_SECONDS = 120.0
+NO_QUIET_HOURS = "00:00-00:00"
 # Generated for this run when neither the environment nor .env has them, so the demo always starts.
 SECRETS = {"PUSHSVC_ADMIN_TOKEN": 24, "PUSHSVC_SECRET_KEY": 48}
 
@@ -69,12 +83,18 @@ class DemoPaths:
     def worker_log(self) -> Path:
         return self.var / "demo-worker.log"
 
+    def received(self, channel: str) -> Path:
+        """What a stand-in received, saved as its /_stub/messages JSON: readable after the demo ends."""
+        return self.var / f"demo-{channel}.json"
+
     def reset(self) -> None:
-        """A clean slate: last run's database and mail are gone."""
+        """A clean slate: last run's database, mail and stand-in records are gone."""
         self.var.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.database}{suffix}").unlink(missing_ok=True)
         shutil.rmtree(self.maildir, ignore_errors=True)
+        for channel in CHANNELS:
+            self.received(channel).unlink(missing_ok=True)
 
 
 def ensure_secrets(env_file: Path = Path(".env")) -> list[str]:
@@ -93,6 +113,16 @@ def demo_redis_url(configured: str, db: int) -> str:
         query = dict(parse_qsl(parts.query)) | {"db": str(db)}
         return f"unix://{parts.netloc}{parts.path}?{urlencode(query)}"  # geturl() would drop the "//"
     return parts._replace(path=f"/{db}").geturl()
+
+
+def stand_in_secrets() -> dict[str, str]:
+    """Credentials shared by the service and the demo's own stand-ins, new for every run."""
+    return {
+        "PUSHSVC_SMS_SECRET": secrets.token_urlsafe(32),
+        "PUSHSVC_WECHAT_APPID": "wx" + secrets.token_hex(8),
+        "PUSHSVC_WECHAT_SECRET": secrets.token_hex(16),
+        "PUSHSVC_WECHAT_TEMPLATE_ID": "demo-" + secrets.token_urlsafe(12),
+    }
 
 
 def listening_socket(preferred: int) -> socket.socket:
@@ -136,10 +166,14 @@ def run_demo(once: bool) -> int:
             "PUSHSVC_SMTP_PORT": str(sink.port),
             "PUSHSVC_SMTP_STARTTLS": "false",
             "PUSHSVC_SMTP_TLS": "false",
+            "PUSHSVC_QUIET_HOURS": NO_QUIET_HOURS,
+            **stand_in_secrets(),
         })  # fmt: skip
         settings = load_settings()
         if generated:
             console.print(f"[dim]no {' or '.join(generated)} configured: using ephemeral ones for this run[/]")
+        console.print(f"[dim]quiet hours off for the demo (PUSHSVC_QUIET_HOURS={NO_QUIET_HOURS}): "
+                      "SMS and WeChat go out at any hour[/]")
         try:
             redis.Redis.from_url(settings.redis_url).flushdb()
         except redis.exceptions.ConnectionError as exc:
@@ -167,23 +201,25 @@ class Demo:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
-        svc = await open_services(self.settings)
-        api = web.AppRunner(build_app(self.settings, svc), access_log=None)
-        mail_page = web.AppRunner(sink_web_app(self.sink), access_log=None)
-        worker: subprocess.Popen[bytes] | None = None
-        try:
-            for runner, sock in ((api, api_sock), (mail_page, web_sock)):
+        async with AsyncExitStack() as later:  # undone in reverse order: the worker first
+            stand_ins = StandIns(self.settings)
+            later.push_async_callback(stand_ins.stop)
+            os.environ.update(await stand_ins.start())
+            self.settings = load_settings()  # now with the stand-ins' addresses, for the API and the worker
+            svc = await open_services(self.settings)
+            later.push_async_callback(svc.close)
+            for app, sock in ((build_app(self.settings, svc), api_sock), (sink_web_app(self.sink), web_sock)):
+                runner = web.AppRunner(app, access_log=None)
                 await runner.setup()
+                later.push_async_callback(runner.cleanup)
                 await web.SockSite(runner, sock).start()
+            self.console.print(f"[dim]stand-ins: SMTP sink {HOST}:{self.sink.port}, SMS gateway {stand_ins.sms_url}, "
+                               f"WeChat {stand_ins.wechat_url}[/]")
             worker = self.start_worker()
-            async with aiohttp.ClientSession(self.settings.public_url) as http:
-                return await self.show(http, port_of(web_sock))
-        finally:
-            if worker is not None:
-                await self.stop_worker(worker)
-            await api.cleanup()
-            await mail_page.cleanup()
-            await svc.close()
+            later.push_async_callback(self.stop_worker, worker)
+            http = await later.enter_async_context(aiohttp.ClientSession(self.settings.public_url))
+            return await self.show(DemoApi(http, self.settings.admin_token), stand_ins, port_of(web_sock))
+        raise AssertionError("unreachable")  # mypy: the `async with` may swallow exceptions
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         """A real `pushsvc worker` process with the demo's settings, logging to var/demo-worker.log."""

@@ -3,17 +3,20 @@
 Every attribute a group requires is filled from the group's schema in the catalogue (type, allowed
 values, bounds), so adding a group or an attribute to `audiences/` needs no change here. A few
 tables below only make the data look like Guangzhou: district sizes, common surnames, how audience
-groups overlap. Generation is deterministic for a given seed and index, and cheap: the benches make
-a million of these.
+groups overlap, who reads which channel. Generation is deterministic for a given seed and index,
+and cheap: the benches make a million of these.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
 import random
+import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -70,13 +73,22 @@ INDUSTRY_WORDS = {
 ENTITY_SUFFIXES = {"individual_business": "经营部", "partnership": "合伙企业（有限合伙）", "cooperative": "农民专业合作社"}
 INSTITUTION_SUFFIXES = {"university": "大学", "institute": "研究院", "lab": "重点实验室", "new_rd_institution": "新型研发机构"}
 LOCALES = (("zh-CN", 85), ("zh-HK", 10), ("en", 5))
+# Mixed channels (SampleFactory(mixed_channels=True)): who reads what. Organisations read e-mail
+# and their WeCom group chat; people (and one-person businesses) read SMS and their own WeChat.
+ORGANISATION_CHANNELS = {"email": 35, "email;wechat": 20, "email;sms": 15, "email;sms;wechat": 10, "wechat": 10, "sms": 10}
+PERSON_CHANNELS = {"sms": 30, "sms;wechat": 25, "wechat": 15, "email;sms": 15, "email": 15}
+PERSONAL_ENTITY_TYPES = {"individual_business"}  # run by one person: reached on the owner's own WeChat
+# Mobile ranges of the three carriers (all allocated); the other 8 digits come from the index.
+PHONE_PREFIXES = ("138", "139", "150", "186", "135", "137", "158", "188")
+PHONE_STRIDE = 7_654_321  # coprime with 10**8: consecutive indexes get scattered, still unique numbers
+WECOM_ROBOT_WEBHOOK = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 HOME_DOMAIN = "employment-entrepreneurship"  # the demo policy's domain: a popular subscription
 ALL_DOMAINS_SHARE = 0.4  # subscribers who take every domain ("*")
 
 
 @dataclass(frozen=True, slots=True)
 class SampleSubscriber:
-    """One subscriber in the JSON shape of POST /v1/subscribers (minus the contacts we don't use)."""
+    """One subscriber in the JSON shape of POST /v1/subscribers, the WeChat contacts flattened."""
 
     name: str
     email: str
@@ -85,6 +97,9 @@ class SampleSubscriber:
     channels: tuple[str, ...]
     locale: str
     frequency: str = "immediate"
+    phone: str | None = None
+    wechat_openid: str | None = None
+    wechat_webhook: str | None = None
 
 
 Filler = Callable[[random.Random, dict[str, Any]], Any]
@@ -179,12 +194,22 @@ class SampleFactory:
     """`make(i)` is the i-th sample subscriber; the same seed and sequence of calls give the same data."""
 
     def __init__(self, catalogue: Catalogue, *, seed: int = 2026, channels: tuple[str, ...] = ("email",),
-                 domains: tuple[str, ...] | None = None, email_domain: str = "example.com") -> None:
-        """`domains`: the same subscriptions for everyone instead of a realistic mix."""
+                 domains: tuple[str, ...] | None = None, email_domain: str = "example.com",
+                 mixed_channels: bool = False, robot_webhook: str = WECOM_ROBOT_WEBHOOK) -> None:
+        """`domains`: the same subscriptions for everyone instead of a realistic mix.
+        `mixed_channels`: each subscriber's channels drawn from ORGANISATION_CHANNELS or
+        PERSON_CHANNELS instead of `channels`, with the contact each needs: a mobile number for
+        SMS; for WeChat a robot webhook (a key at `robot_webhook`) for an organisation, an openid
+        for a person. Without it the random stream is as before, so the benches' data stays the same."""
         self._rng = random.Random(seed)  # one stream: seeding a Random per subscriber would double the cost
+        self._seed = seed
         self.channels = channels
         self.domains = domains
         self.email_domain = email_domain
+        self.mixed_channels = mixed_channels
+        self.robot_webhook = robot_webhook
+        self._org_channels = _weighted(list(ORGANISATION_CHANNELS), ORGANISATION_CHANNELS)
+        self._person_channels = _weighted(list(PERSON_CHANNELS), PERSON_CHANNELS)
         self.plans = {slug: _plan(group) for slug, group in catalogue.groups.items()}
         slugs = list(self.plans)
         self._main_group = _weighted(slugs, {s: GROUP_WEIGHTS.get(s, GROUP_DEFAULT_WEIGHT) for s in slugs})
@@ -202,7 +227,7 @@ class SampleFactory:
         if any(self.plans[g].organisation for g in groups):
             shared["uscc"] = uscc(i, DIVISION_CODES.get(district, CITY_DIVISION))
         audiences = {g: self.plans[g].attrs(rng, shared) for g in groups}
-        return SampleSubscriber(
+        sub = SampleSubscriber(
             name=self._org_name(rng, shared, main) if organisation else self._person_name(rng),
             email=f"{'org' if organisation else 'person'}{i:07d}@{self.email_domain}",
             audiences=audiences,
@@ -210,6 +235,27 @@ class SampleFactory:
             channels=self.channels,
             locale=self._locale(rng),
         )
+        if not self.mixed_channels:
+            return sub
+        personal = not organisation or shared.get("entity_type") in PERSONAL_ENTITY_TYPES
+        channels = tuple((self._person_channels if personal else self._org_channels)(rng).split(";"))
+        wechat = "wechat" in channels
+        return replace(
+            sub,
+            channels=channels,
+            phone=phone_number(i) if "sms" in channels else None,
+            wechat_openid=self._openid(i) if wechat and personal else None,
+            wechat_webhook=f"{self.robot_webhook}?key={self._robot_key(i)}" if wechat and not personal else None,
+        )
+
+    def _openid(self, i: int) -> str:
+        """28 characters like the platform's (an 'o' and 27 of URL-safe base64), fixed per seed and index."""
+        digest = hashlib.blake2b(f"openid:{self._seed}:{i}".encode(), digest_size=21).digest()
+        return "o" + base64.urlsafe_b64encode(digest).decode()[:27]
+
+    def _robot_key(self, i: int) -> str:
+        """A UUID, as WeCom robot keys are: one robot (group chat) per organisation."""
+        return str(uuid.UUID(bytes=hashlib.blake2b(f"robot:{self._seed}:{i}".encode(), digest_size=16).digest()))
 
     def _domains(self, rng: random.Random) -> tuple[str, ...]:
         if rng.random() < ALL_DOMAINS_SHARE:
@@ -232,6 +278,12 @@ class SampleFactory:
         return f"广州市{trade}{business}{suffix}"
 
 
+def phone_number(i: int) -> str:
+    """A mainland mobile number in E.164 form, unique per index below 8 * 10**8."""
+    prefix = PHONE_PREFIXES[i % len(PHONE_PREFIXES)]
+    return f"+86{prefix}{(i // len(PHONE_PREFIXES) + 1) * PHONE_STRIDE % 10**8:08d}"
+
+
 def samples(catalogue: Catalogue, n: int, *, start: int = 0, **factory: Any) -> Iterator[SampleSubscriber]:
     make = SampleFactory(catalogue, **factory).make
     return (make(i) for i in range(start, start + n))
@@ -239,7 +291,7 @@ def samples(catalogue: Catalogue, n: int, *, start: int = 0, **factory: Any) -> 
 
 def csv_header(catalogue: Catalogue) -> list[str]:
     """The import CSV's columns: contacts and lists, then `<group>.<attribute>` for every attribute."""
-    columns = ["name", "email", "domains", "channels", "frequency", "locale"]
+    columns = ["name", "email", "phone", "wechat_openid", "wechat_webhook", "domains", "channels", "frequency", "locale"]
     return columns + [f"{slug}.{name}" for slug, group in catalogue.groups.items() for name in group.attributes]
 
 
@@ -251,7 +303,8 @@ def csv_text(catalogue: Catalogue, subs: Iterable[SampleSubscriber]) -> str:
     writer.writerow(header)
     for sub in subs:
         row: dict[str, Any] = {
-            "name": sub.name, "email": sub.email, "domains": ";".join(sub.domains),
+            "name": sub.name, "email": sub.email, "phone": sub.phone or "", "wechat_openid": sub.wechat_openid or "",
+            "wechat_webhook": sub.wechat_webhook or "", "domains": ";".join(sub.domains),
             "channels": ";".join(sub.channels), "frequency": sub.frequency, "locale": sub.locale,
         }  # fmt: skip
         for slug, attrs in sub.audiences.items():
@@ -264,7 +317,7 @@ def _cell(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def demo_policy(produced_on: date) -> dict[str, Any]:
+def demo_policy(produced_on: date, channels: tuple[str, ...] = ("email",)) -> dict[str, Any]:
     """The sample policy: a job-stabilisation subsidy for small and micro businesses in Haizhu and Tianhe."""
     districts = ["haizhu", "tianhe"]
     return {
@@ -294,5 +347,5 @@ def demo_policy(produced_on: date) -> dict[str, Any]:
                 ]},
             ]},
         },  # fmt: skip
-        "channels": ["email"],
+        "channels": list(channels),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,8 @@ from aiohttp import web
 
 from pushsvc.api.problems import Problem
 from pushsvc.api.routing import Auth, services
-from pushsvc.store.departments import department_by_key
+from pushsvc.services import Services
+from pushsvc.store.departments import department_by_key, hash_key
 
 CALLER = "caller"
 
@@ -48,11 +50,30 @@ async def authenticate(request: web.Request, auth: Auth) -> Caller | None:
     if auth in ("admin", "department_or_admin") and hmac.compare_digest(token, svc.settings.admin_token):
         return Caller(department=None)
     if auth in ("department", "department_or_admin"):
-        async with svc.db.read() as conn:
-            department = await department_by_key(conn, token)
+        department = await _department(svc, token)
         if department is not None:
             return Caller(department=department)
     raise Problem(401, "the key is not valid for this endpoint", headers={"WWW-Authenticate": "Bearer"})
+
+
+# Departments by key, for a few seconds: every department request needs one, and a key or its
+# domains change rarely (a change is seen within KEY_CACHE_SECONDS).
+KEY_CACHE_SECONDS = 5.0
+_known: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+async def _department(svc: Services, token: str) -> dict[str, Any] | None:
+    digest = hash_key(token)
+    cached = _known.get(digest)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    async with svc.db.read() as conn:
+        department = await department_by_key(conn, token)
+    if department is not None:
+        if len(_known) > 10_000:
+            _known.clear()
+        _known[digest] = (time.monotonic() + KEY_CACHE_SECONDS, department)
+    return department
 
 
 def caller(request: web.Request) -> Caller:

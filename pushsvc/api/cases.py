@@ -10,7 +10,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.api.auth import caller
-from pushsvc.api.policies import CURSOR, LIMIT, _cursor, _next_cursor
+from pushsvc.api.routing import CURSOR, LIMIT, after_cursor, next_cursor
 from pushsvc.api.problems import Problem, invalid
 from pushsvc.api.routing import Param, endpoint, int_param, json_body, json_response, parse_model, services
 from pushsvc.cases.messages import case_page_token, case_path, local_date, urls
@@ -176,9 +176,9 @@ async def get_cases(request: web.Request) -> web.Response:
         raise invalid([FieldError("overdue", "must be true or false")])
     limit = int_param(request, "limit", 100, lo=1, hi=1000)
     async with svc.db.read() as conn:
-        rows = await list_cases(conn, caller(request).department_id or 0, _cursor(request), limit + 1,
+        rows = await list_cases(conn, caller(request).department_id or 0, after_cursor(request), limit + 1,
                                 local_date(now()) if overdue == "true" else None)
     more = len(rows) > limit
     rows = rows[:limit]
     return json_response(CasePage(items=[case_out(svc, r, []) for r in rows],
-                                  next_cursor=_next_cursor(rows[-1]["id"]) if more else None))
+                                  next_cursor=next_cursor(rows[-1]["id"]) if more else None))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -13,7 +12,19 @@ from aiohttp import web
 
 from pushsvc.api.auth import Caller, caller
 from pushsvc.api.problems import Problem, invalid
-from pushsvc.api.routing import Param, endpoint, int_param, json_body, json_response, path_id, services
+from pushsvc.api.routing import (
+    CURSOR,
+    LIMIT,
+    Param,
+    after_cursor,
+    endpoint,
+    int_param,
+    json_body,
+    json_response,
+    next_cursor,
+    path_id,
+    services,
+)
 from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.channels.sms import check_sms_parts
 from pushsvc.core.errors import FieldError
@@ -49,8 +60,6 @@ from pushsvc.store.subscribers import load_subscriber, now
 
 log = logging.getLogger(__name__)
 CHANNELS = tuple(CHANNEL_CONTACTS)
-LIMIT = Param("limit", "page size (default 100, at most 1000)", schema={"type": "integer", "minimum": 1, "maximum": 1000})
-CURSOR = Param("cursor", "opaque cursor from the previous page's next_cursor")
 
 
 def _checked(svc: Services, who: Caller, raw: Any) -> CheckedPolicy:
@@ -171,20 +180,6 @@ async def read_policy(request: web.Request) -> web.Response:
         return json_response(await policy_out(svc, conn, policy))
 
 
-def _cursor(request: web.Request) -> int:
-    raw = request.query.get("cursor")
-    if not raw:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(raw.encode() + b"==").decode())
-    except ValueError:
-        raise Problem(422, "cursor is not one this service issued", [FieldError("cursor", "invalid")]) from None
-
-
-def _next_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
-
-
 @endpoint("GET", "/v1/policies/{id}/deliveries", summary="The policy's delivery ledger, with reasons",
           tag="policies", auth="department_or_admin", response=DeliveryPage, errors=(401, 404, 422),
           query=(Param("status", "filter: " + ", ".join(STATUSES), schema={"type": "string", "enum": list(STATUSES)}),
@@ -201,11 +196,11 @@ async def policy_deliveries(request: web.Request) -> web.Response:
     limit = int_param(request, "limit", 100, lo=1, hi=1000)
     async with svc.db.read() as conn:
         rows = await list_deliveries(conn, policy["id"], status=status, channel=channel,
-                                     after_id=_cursor(request), limit=limit + 1)
+                                     after_id=after_cursor(request), limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return json_response(DeliveryPage(items=[DeliveryOut(**r) for r in rows],
-                                      next_cursor=_next_cursor(rows[-1]["id"]) if more else None))
+                                      next_cursor=next_cursor(rows[-1]["id"]) if more else None))
 
 
 @endpoint("GET", "/v1/policies/{id}/explain", summary="Why a subscriber is or is not reached by a policy",

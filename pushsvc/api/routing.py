@@ -3,6 +3,7 @@ route cannot exist without being documented."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -138,3 +139,21 @@ def path_id(request: web.Request, name: str = "id") -> int:
     if value <= 0 or value >= 2**63:
         raise Problem(404, f"no such {name}")
     return value
+
+
+LIMIT = Param("limit", "page size (default 100, at most 1000)", schema={"type": "integer", "minimum": 1, "maximum": 1000})
+CURSOR = Param("cursor", "opaque cursor from the previous page's next_cursor")
+
+
+def after_cursor(request: web.Request) -> int:
+    raw = request.query.get("cursor")
+    if not raw:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(raw.encode() + b"==").decode())
+    except ValueError:
+        raise Problem(422, "cursor is not one this service issued", [FieldError("cursor", "invalid")]) from None
+
+
+def next_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")

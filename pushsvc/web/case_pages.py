@@ -13,7 +13,7 @@ from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.tokens import BadToken
 from pushsvc.store.cases import case_with_department, timeline
 from pushsvc.web.pages import message_page, page
-from pushsvc.web.qr_pages import _image_response
+from pushsvc.web.qr_pages import image_response
 
 # The page's own words, in the applicant's language.
 WORDS: dict[str, dict[str, str]] = {
@@ -81,4 +81,4 @@ async def case_qr_png(request: web.Request) -> web.Response:
     case = await _case(request, with_events=False)
     if isinstance(case, web.Response):
         return case
-    return _image_response(request, "png", urls(services(request).settings.public_url, case)[1])
+    return image_response(request, "png", urls(services(request).settings.public_url, case)[1])

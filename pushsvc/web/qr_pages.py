@@ -36,7 +36,7 @@ def qr_image(kind: ImageKind, url: str) -> tuple[bytes, str]:
     return body, hashlib.sha256(body).hexdigest()[:32]
 
 
-def _image_response(request: web.Request, kind: ImageKind, url: str) -> web.Response:
+def image_response(request: web.Request, kind: ImageKind, url: str) -> web.Response:
     body, etag = qr_image(kind, url)
     headers = {**SECURITY_HEADERS, "Cache-Control": _IMAGE_CACHE}
     if any(tag.value in (etag, "*") for tag in request.if_none_match or ()):
@@ -94,7 +94,7 @@ async def _policy_qr(request: web.Request, kind: ImageKind) -> web.Response:
     found = await _public_policy(request)
     if found is None:
         return _no_policy(request)
-    return _image_response(request, kind, found.short_url)
+    return image_response(request, kind, found.short_url)
 
 
 @endpoint("GET", "/p/{id}/qr.png", summary="The policy's QR code (PNG), encoding its short link", tag="pages",
@@ -148,4 +148,4 @@ async def subscribe_qr_png(request: web.Request) -> web.Response:
     query = [("domain", d) for d in _slugs(request, "domain", svc.catalogue.domains)]
     query += [("audience", a) for a in _slugs(request, "audience", svc.catalogue.groups)]
     url = f"{svc.settings.public_url}/subscribe" + (f"?{urlencode(query)}" if query else "")
-    return _image_response(request, "png", url)
+    return image_response(request, "png", url)
