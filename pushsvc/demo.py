@@ -14,6 +14,7 @@ demo sends at any hour.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -35,8 +36,10 @@ import aiohttp
 import redis
 from aiohttp import web
 from dotenv import dotenv_values
+from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from pushsvc.api.app import build_app
 from pushsvc.channels.sms import OK as SMS_OK
@@ -215,6 +218,7 @@ class Demo:
                 await web.SockSite(runner, sock).start()
             self.console.print(f"[dim]stand-ins: SMTP sink {HOST}:{self.sink.port}, SMS gateway {stand_ins.sms_url}, "
                                f"WeChat {stand_ins.wechat_url}[/]")
+            later.push_async_callback(stand_ins.stop)  # after the worker's, before the API's: see stop()
             worker = self.start_worker()
             later.push_async_callback(self.stop_worker, worker)
             http = await later.enter_async_context(aiohttp.ClientSession(self.settings.public_url))
@@ -236,25 +240,30 @@ class Demo:
         except subprocess.TimeoutExpired:
             worker.kill()
 
-    async def show(self, http: aiohttp.ClientSession, mail_port: int) -> int:
-        api = DemoApi(http, self.settings.admin_token)
+    async def show(self, api: DemoApi, stand_ins: StandIns, mail_port: int) -> int:
         with self.console.status(f"seeding {SUBSCRIBERS:,} sample subscribers through the import API ..."):
             department = await api.call("POST", "/v1/departments", api.admin, json=DEPARTMENT)
             key = department["api_key"]
             catalogue = load_catalogue(self.settings.audiences_dir)
-            rows = csv_text(catalogue, samples(catalogue, SUBSCRIBERS))
-            imported = await api.call("POST", "/v1/subscribers/import", key, data=rows.encode(),
+            # Every organisation on WeChat gets a robot of its own, so no robot key nears its 20 a minute.
+            factory = SampleFactory(catalogue, mixed_channels=True, robot_webhook=stand_ins.wechat_url + WEBHOOK_PATH)
+            subs = [factory.make(i) for i in range(SUBSCRIBERS)]
+            imported = await api.call("POST", "/v1/subscribers/import", key, data=csv_text(catalogue, subs).encode(),
                                       headers={"Content-Type": "text/csv"})
         self.console.print(f"department [bold]{DEPARTMENT['name']}[/] created; "
                            f"{imported['imported']:,} subscribers imported, {len(imported['rejected'])} rejected")
+        self.console.print(f"  {contact_summary(subs)}")
         today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
-        policy = await api.call("POST", "/v1/policies", key, json=demo_policy(today), headers={"Idempotency-Key": "demo"})
-        self.console.print(f"published [bold]{policy['title']}[/] ({policy['doc_number']})")
+        policy = await api.call("POST", "/v1/policies", key, json=demo_policy(today, CHANNELS),
+                                headers={"Idempotency-Key": "demo"})
+        self.console.print(f"published [bold]{policy['title']}[/] ({policy['doc_number']}) to {', '.join(CHANNELS)}")
         final = await self.watch(api, key, policy["id"])
         if final is None:
             self.console.print("[yellow]stopped before the fan-out finished[/]")
             return 1
-        ok = self.print_outcome(final, key, mail_port)
+        stand_ins.save(self.paths)
+        sms = await api.call("GET", f"/v1/policies/{policy['id']}/render", key, params={"channel": "sms"})
+        ok = self.print_outcome(final, key, stand_ins, mail_port, sms)
         if self.once:
             return 0 if ok else 1
         self.console.print("\nserving until Ctrl-C ...")
@@ -263,25 +272,27 @@ class Demo:
         return 0
 
     async def watch(self, api: DemoApi, key: str, policy_id: int) -> dict[str, Any] | None:
-        """Progress bars per channel until every delivery is final; None if stopped or timed out."""
-        deadline = asyncio.get_running_loop().time() + ONCE_TIMEOUT_SECONDS
-        columns = (TextColumn("{task.description:>8}"), BarColumn(),
-                   TextColumn("{task.fields[sent]} sent, {task.fields[failed]} failed of {task.total}"),
+        """Progress bars per channel until every delivery is final and the SMS receipts are in, or
+        RECEIPT_WAIT_SECONDS have passed since the rest was final; None if stopped or timed out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ONCE_TIMEOUT_SECONDS
+        receipts_until: float | None = None
+        columns = (TextColumn("{task.description:>8}"), BarColumn(), TextColumn("{task.fields[tally]}"),
                    TimeElapsedColumn())  # fmt: skip
         with Progress(*columns, console=self.console) as progress:
-            tasks: dict[str, Any] = {}
+            bars: dict[str, TaskID] = {}
             while not self.stop.is_set():
                 policy = await api.call("GET", f"/v1/policies/{policy_id}", key)
                 for channel, counts in policy["deliveries"].items():
-                    total = max(sum(counts.values()), 1)
-                    if channel not in tasks:
-                        tasks[channel] = progress.add_task(channel, total=total, sent=0, failed=0)
-                    done = sum(counts[s] for s in FINAL)
-                    sent = sum(counts[s] for s in DELIVERED)
-                    progress.update(tasks[channel], total=total, completed=done, sent=sent, failed=counts["failed"])
+                    if channel not in bars:
+                        bars[channel] = progress.add_task(channel, total=None, tally="")
+                    progress.update(bars[channel], total=max(sum(counts.values()), 1),
+                                    completed=sum(counts[s] for s in FINAL), tally=tally(channel, counts))
                 if is_finished(policy):
-                    return policy
-                if self.once and asyncio.get_running_loop().time() > deadline:
+                    receipts_until = receipts_until or loop.time() + RECEIPT_WAIT_SECONDS
+                    if not awaiting_receipts(policy) or loop.time() >= receipts_until:
+                        return policy
+                elif self.once and loop.time() > deadline:
                     return None
                 try:
                     await asyncio.wait_for(self.stop.wait(), POLL_SECONDS)
@@ -289,26 +300,105 @@ class Demo:
                     pass
         return None
 
-    def print_outcome(self, policy: dict[str, Any], key: str, mail_port: int) -> bool:
+    def print_outcome(
+        self, policy: dict[str, Any], key: str, stand_ins: StandIns, mail_port: int, sms: dict[str, Any]
+    ) -> bool:
+        """The outcome per channel, where to read what was sent, the policy's pages; True if all was sent."""
         def out(line: str) -> None:
-            self.console.print(line, soft_wrap=True)  # URLs and the curl line stay whole for copying
+            self.console.print(line, soft_wrap=True)  # URLs and curl lines stay whole for copying
 
-        base = self.settings.public_url
-        out(f"\n[bold]outcome[/]: {policy['matched']:,} subscribers matched")
+        base, pid = self.settings.public_url, policy["id"]
+        kinds = Counter(m["kind"] for m in stand_ins.wechat.messages)
+        at_stand_in = {
+            "email": f"{self.sink.count():,} mails",
+            "sms": f"{stand_ins.sms_numbers():,} numbers in {len(stand_ins.sms.messages):,} requests",
+            "wechat": f"{kinds['webhook']:,} robot + {kinds['template']:,} template messages",
+        }
+        table = Table("channel", "matched", "sent", "delivered", "failed", "received by the stand-in",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
         ok = True
         for channel, counts in policy["deliveries"].items():
-            sent, failed = sum(counts[s] for s in DELIVERED), counts["failed"]
-            ok = ok and failed == 0
-            out(f"  {channel:>6}: {sent:,} sent, {failed:,} failed")
-        out("\n[bold]the mail[/]")
-        out(f"  {self.sink.count():,} messages at http://{HOST}:{mail_port}/ and as .eml files in {self.paths.maildir}/")
+            sent = sum(counts[s] for s in DELIVERED)
+            ok = ok and sent == sum(counts.values())
+            delivered = f"{counts['delivered']:,}" if channel in RECEIPT_CHANNELS else "–"
+            table.add_row(channel, f"{sum(counts.values()):,}", f"{sent:,}", delivered, f"{counts['failed']:,}",
+                          at_stand_in.get(channel, ""))
+        for column in table.columns[1:5]:
+            column.justify = "right"
+        out(f"\n[bold]outcome[/]: {policy['matched']:,} subscribers matched "
+            f"(sent: taken by the provider; delivered: the SMS gateway's receipt came back)")
+        self.console.print(table)
+        out("[bold]read what was sent[/]")
+        out(f"  email    http://{HOST}:{mail_port}/  and as .eml files in {self.paths.maildir}/")
+        out(f"  sms      {stand_ins.sms_url}/_stub/messages  (saved to {self.paths.received('sms')})")
+        out(f"  wechat   {stand_ins.wechat_url}/_stub/messages  (saved to {self.paths.received('wechat')})")
+        out(f"  the SMS  {sms['text']}  [dim]({sms['chars']} characters, {sms['parts']} parts)[/]")
+        out("\n[bold]the policy[/]")
+        out(f"  page           {base}/p/{pid}")
+        out(f"  QR code        {base}/p/{pid}/qr.png")
+        out(f"  poster         {base}/p/{pid}/poster")
+        for channel in policy["channels"]:
+            out(f"  render {channel:<7} curl -H 'Authorization: Bearer {key}' '{base}/v1/policies/{pid}/render?channel={channel}'")
         out("\n[bold]open[/]")
-        out(f"  policy page   {base}/p/{policy['id']}")
-        out(f"  OpenAPI       {base}/openapi.json")
-        out(f"  the API       curl -H 'Authorization: Bearer {key}' {base}/v1/policies/{policy['id']}")
+        out(f"  OpenAPI  {base}/openapi.json")
+        out(f"  the API  curl -H 'Authorization: Bearer {key}' {base}/v1/policies/{pid}")
         out(f"  department key (shown once): {key}")
-        out(f"  worker log    {self.paths.worker_log}")
+        out(f"  worker log  {self.paths.worker_log}")
+        if self.once:
+            out("[dim]the pages above are served while the demo runs: run it without --once to keep them up[/]")
         return ok
+
+
+class StandIns:
+    """The SMS gateway and WeChat stand-ins, served in the demo's event loop on free ports."""
+
+    def __init__(self, settings: Settings) -> None:
+        receipts_url = f"{settings.public_url}/v1/receipts/sms"
+        self.sms = SmsGatewayStub(settings.sms_secret, settings.sms_template_code, receipts_url, SMS_RECEIPT_DELAY)
+        self.wechat = WechatStub.from_settings(settings)
+        self.sms_url = self.wechat_url = ""
+        self._stopped = False
+
+    async def start(self) -> dict[str, str]:
+        """Serve both; returns the settings that point the service at them."""
+        self.sms_url = await self.sms.start(HOST, 0)
+        self.wechat_url = await self.wechat.start(HOST, 0)
+        return {
+            "PUSHSVC_SMS_URL": self.sms_url,
+            "PUSHSVC_WECHAT_API_URL": self.wechat_url,
+            # The only origin robot webhooks may use: the demo never calls out.
+            "PUSHSVC_WECHAT_WEBHOOK_ORIGINS": self.wechat_url,
+        }
+
+    async def stop(self) -> None:
+        """Once only: the demo stops them after the worker, before the API goes (so no receipt is
+        posted to nobody), and again on any way out."""
+        if not self._stopped:
+            self._stopped = True
+            await self.sms.stop()
+            await self.wechat.stop()
+
+    def sms_numbers(self) -> int:
+        """Numbers the gateway accepted (one SMS each)."""
+        return sum(r["code"] == SMS_OK for m in self.sms.messages for r in m["results"])
+
+    def save(self, paths: DemoPaths) -> None:
+        """What each received, as its /_stub/messages answers, kept after the demo ends."""
+        for channel, messages in (("sms", self.sms.messages), ("wechat", self.wechat.messages)):
+            paths.received(channel).write_text(json.dumps(messages, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def contact_summary(subs: list[SampleSubscriber]) -> str:
+    on = Counter(channel for sub in subs for channel in sub.channels)
+    robots, openids = sum(1 for s in subs if s.wechat_webhook), sum(1 for s in subs if s.wechat_openid)
+    return (f"on e-mail {on['email']:,}, SMS {on['sms']:,} (mainland mobile numbers), WeChat {on['wechat']:,} "
+            f"({robots:,} organisations' WeCom group robots, {openids:,} people's Official Account openids)")
+
+
+def tally(channel: str, counts: dict[str, int]) -> str:
+    sent = sum(counts[s] for s in DELIVERED)
+    delivered = f", {counts['delivered']:,} delivered" if channel in RECEIPT_CHANNELS else ""
+    return f"{sent:,} sent{delivered}, {counts['failed']:,} failed of {sum(counts.values()):,}"
 
 
 def is_finished(policy: dict[str, Any]) -> bool:
@@ -316,6 +406,10 @@ def is_finished(policy: dict[str, Any]) -> bool:
     if policy["status"] != "published":
         return False
     return all(sum(c[s] for s in FINAL) == sum(c.values()) for c in policy["deliveries"].values())
+
+
+def awaiting_receipts(policy: dict[str, Any]) -> bool:
+    return any(policy["deliveries"].get(channel, {}).get("sent", 0) for channel in RECEIPT_CHANNELS)
 
 
 class DemoApi:

@@ -221,3 +221,14 @@ async def test_a_template_that_cannot_render_refuses_the_publish(settings: Any, 
         status, body = await api.call("GET", "/v1/policies/1", dept["api_key"])
         assert status == 404  # nothing was stored
     await server.close()
+
+
+async def test_policy_page_escapes_policy_text(api: Api) -> None:
+    dept = await api.department()
+    evil = {**POLICY, "title": "<script>alert(1)</script>稳岗", "summary": "<img src=x onerror=alert(1)>"}
+    status, policy = await api.call("POST", "/v1/policies", dept["api_key"], json=evil)
+    assert status == 202
+    status, page = await api.call("GET", f"/p/{policy['id']}")
+    assert status == 200
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;稳岗" in page
+    assert "<img src=x" not in page and POLICY["doc_number"] in page
