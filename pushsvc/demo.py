@@ -206,7 +206,7 @@ class Demo:
             loop.add_signal_handler(sig, self.stop.set)
         async with AsyncExitStack() as later:  # undone in reverse order: the worker first
             stand_ins = StandIns(self.settings)
-            later.push_async_callback(stand_ins.stop)
+            later.push_async_callback(stand_ins.stop)  # should anything below fail
             os.environ.update(await stand_ins.start())
             self.settings = load_settings()  # now with the stand-ins' addresses, for the API and the worker
             svc = await open_services(self.settings)
@@ -222,8 +222,8 @@ class Demo:
             worker = self.start_worker()
             later.push_async_callback(self.stop_worker, worker)
             http = await later.enter_async_context(aiohttp.ClientSession(self.settings.public_url))
-            return await self.show(DemoApi(http, self.settings.admin_token), stand_ins, port_of(web_sock))
-        raise AssertionError("unreachable")  # mypy: the `async with` may swallow exceptions
+            status = await self.show(DemoApi(http, self.settings.admin_token), stand_ins, port_of(web_sock))
+        return status
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         """A real `pushsvc worker` process with the demo's settings, logging to var/demo-worker.log."""
