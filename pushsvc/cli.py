@@ -199,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="UTF-8 CSV file with a header row")
     p.add_argument("--department-id", type=int, default=None, help="record the import as this department's")
 
-    p = add("demo", _demo, "Start API, worker and a local SMTP sink; seed sample subscribers; publish a "
-            "sample policy and show its delivery live.")
+    p = add("demo", _demo, "Start API, worker, a local SMTP sink and the SMS and WeChat stand-ins; seed sample "
+            "subscribers; publish a sample policy and show its delivery live on every channel.")
     p.add_argument("--once", action="store_true", help="exit when the fan-out is done (status 0 only if all sent)")
 
     stub = sub.add_parser("stub", help="Stand-in servers for providers.", description="Stand-in servers for providers.")

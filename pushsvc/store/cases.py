@@ -164,11 +164,12 @@ async def stale_cases(conn: AsyncConnection, before: datetime, at: datetime) -> 
     """Cases with a due notification nobody has touched since `before` (Redis lost the job, a
     worker died) and no live lease."""
     rows = await conn.execute(
-        sa.select(sa.distinct(N.case_id))
+        sa.select(N.case_id)
         .join(cases, C.id == N.case_id)
         .where(N.status.in_(PENDING), N.updated_at < before,
                N.next_attempt_at.is_(None) | (N.next_attempt_at <= at),
                C.lease_until.is_(None) | (C.lease_until < at))
+        .distinct()
     )
     return [int(r[0]) for r in rows]
 
