@@ -19,12 +19,13 @@ from pushsvc.settings import Settings
 from pushsvc.web import case_pages, pages, qr_pages  # noqa: F401  (registers routes)
 
 log = logging.getLogger(__name__)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error becomes problem+json (pages render their own HTML errors); never a bare 500."""
-    request["request_id"] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request[REQUEST_ID] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
     try:
         response = await handler(request)
     except Problem as problem:
@@ -40,7 +41,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = Problem(500, "an internal error occurred; it has been logged").response()
-    response.headers["X-Request-Id"] = request["request_id"]
+    response.headers["X-Request-Id"] = request[REQUEST_ID]
     return response
 
 

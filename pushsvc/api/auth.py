@@ -14,7 +14,7 @@ from pushsvc.api.routing import Auth, services
 from pushsvc.services import Services
 from pushsvc.store.departments import department_by_key, hash_key
 
-CALLER = "caller"
+CALLER = web.RequestKey("caller", "Caller | None")
 
 
 @dataclass(frozen=True)

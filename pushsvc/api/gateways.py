@@ -94,7 +94,7 @@ async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: 
             sa.select(d.provider_ref, d.id).where(d.provider_ref.in_(refs[start : start + _LOOKUP_CHUNK]),
                                                   d.channel == SmsChannel.name)
         )
-        ids.update(dict(found.tuples().all()))
+        ids.update({ref: did for ref, did in found})
     for delivered in (True, False):
         rows = [
             {"did": ids[r.message_id], "when": r.reported_at or at,
