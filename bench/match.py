@@ -98,7 +98,7 @@ def measure_streamed(url: str, per_row: bool = False) -> Measured:
         first = 0.0
         pairs = subscribers_seen = 0
         last = None
-        async with db.read() as conn:
+        async with db.streaming_read() as conn:
             result = await conn.stream(query.execution_options(yield_per=YIELD_PER))
             async for sid, _channel, _frequency in _rows(result, per_row):
                 if not pairs:

@@ -89,7 +89,7 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
     deadline = time.monotonic() + svc.settings.job_timeout_seconds / 2
     query = matching_pairs(targeting, policy["domain"], list(policy["channels"]), policy["fanout_cursor"])
     batch, last_sid, cursor, cut_short = Batch(), None, 0, False
-    async with svc.db.read() as conn:
+    async with svc.db.streaming_read() as conn:
         result = await conn.stream(query.execution_options(yield_per=max(1000, size * 3)))
         # By partition: `async for row in result` would cost a greenlet switch per row.
         async for partition in result.partitions():

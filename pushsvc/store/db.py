@@ -57,6 +57,18 @@ class Database:
             yield conn
 
     @asynccontextmanager
+    async def streaming_read(self) -> AsyncIterator[AsyncConnection]:
+        """A read for one large streamed query in subscriber-id order (the fan-out's). Every table
+        it joins is indexed by subscriber id first, so on PostgreSQL a merge plan streams rows from
+        the first one; left to itself the planner hashes a million rows and sorts them before the
+        first row (measured on 1M subscribers: 1.19 s against 1.62 s to read all 304k matches)."""
+        async with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                for setting in ("enable_hashjoin = off", "enable_sort = off", "work_mem = '64MB'"):
+                    await conn.execute(sa.text(f"SET LOCAL {setting}"))
+            yield conn
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         if self._write_turn is None:
             async with self._writer.begin() as conn:

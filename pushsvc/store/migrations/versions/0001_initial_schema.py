@@ -94,8 +94,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('phone', name=op.f('uq_subscribers_phone')),
     sa.UniqueConstraint('uscc', name=op.f('uq_subscribers_uscc'))
     )
-    with op.batch_alter_table('subscribers', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_subscribers_status_id'), ['status', 'id'], unique=False)
 
     op.create_table('consents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -202,9 +200,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_consents_subscriber_id'))
 
     op.drop_table('consents')
-    with op.batch_alter_table('subscribers', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_subscribers_status_id'))
-
     op.drop_table('subscribers')
     with op.batch_alter_table('policies', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_policies_status_publish_at'))
