@@ -22,7 +22,3 @@ class ValidationFailed(Exception):
         self.errors = errors
         self.title = title
 
-
-def prefixed(prefix: str, errors: list[FieldError]) -> list[FieldError]:
-    """Re-root errors found in a nested object under `prefix` (e.g. `audiences.enterprise`)."""
-    return [FieldError(f"{prefix}.{e.field}" if e.field else prefix, e.message) for e in errors]

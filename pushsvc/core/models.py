@@ -83,17 +83,6 @@ class ImportResult(BaseModel):
     rejected: list[ImportError_]
 
 
-class PredicateDoc(BaseModel):
-    """Documentation shape of a predicate: {all|any: [...]}, {not: {...}} or {attr, op, value}."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class TargetingIn(BaseModel):
-    audiences: list[str] = Field(min_length=1)
-    where: dict[str, Any] | None = None
-
-
 class PolicyIn(Strict):
     title: str = Field(min_length=1, max_length=300)
     summary: str = Field(min_length=1, max_length=4000)

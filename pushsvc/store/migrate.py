@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -21,7 +20,3 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
-
-async def upgrade_async(database_url: str) -> None:
-    """env.py runs its own event loop, so from async code it runs in a thread."""
-    await asyncio.to_thread(upgrade, database_url)
