@@ -213,7 +213,8 @@ async def test_two_workers_200_cases_in_order_once(api: Api, workers: Workers, g
     async with api.session.post(gateway.url + "/_stub/faults", json={"rate_limit": 0.1, "server_error": 0.1}) as r:
         assert r.status == 200
     for _ in range(2):
-        workers.start(PUSHSVC_SMS_URL=gateway.url)
+        # 20% errors per attempt: 6 attempts would give up on one of 1,400 messages about one run in ten.
+        workers.start(PUSHSVC_SMS_URL=gateway.url, PUSHSVC_MAX_ATTEMPTS="20")
 
     async def applicant(i: int) -> None:
         # Each business system posts a case's steps in order; the cases' steps interleave at random.
