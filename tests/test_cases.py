@@ -195,6 +195,7 @@ async def test_overdue_list_and_alert_once(api: Api, settings: Settings, setting
     assert sink.count() == 1
     mail = email.message_from_bytes(sink.messages()[0].data, policy=email.policy.default)
     assert sink.messages()[0].rcpt_tos == ("duty@zjj.example.gov.cn",)
+    assert "List-Unsubscribe" not in mail and "List-Unsubscribe-Post" not in mail  # not a subscription
     assert "LATE" in str(mail["Subject"]) and f"{working_days_between(started, today)}/10" in str(mail["Subject"])
 
 

@@ -336,7 +336,7 @@ def _settings(**values: Any) -> Settings:
 
 def _message(kind: str) -> SimpleNamespace:
     """A message as the channels see one: its fields, a key and the QR of its page."""
-    return SimpleNamespace(**FULL[kind], key=f"{kind}:1", qr_url=f"{PUBLIC}/p/1/qr.png")
+    return SimpleNamespace(**FULL[kind], key=f"{kind}:1", qr_url=f"{PUBLIC}/p/1/qr.png", to_subscriber=True)
 
 
 @pytest.mark.parametrize("kind", COMPLETE_KINDS)

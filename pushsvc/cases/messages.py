@@ -56,6 +56,10 @@ class CaseMessage:
     def qr_url(self) -> str:
         return f"{self.page_url}/qr.png"
 
+    @property
+    def to_subscriber(self) -> bool:
+        return False  # an applicant's own case: nothing to unsubscribe from
+
 
 @dataclass(frozen=True)
 class CaseAlertMessage:
@@ -81,6 +85,10 @@ class CaseAlertMessage:
     @property
     def qr_url(self) -> str:
         return f"{self.page_url}/qr.png"
+
+    @property
+    def to_subscriber(self) -> bool:
+        return False  # an applicant's own case: nothing to unsubscribe from
 
 
 def urls(public_url: str, case: dict[str, Any]) -> tuple[str, str]:

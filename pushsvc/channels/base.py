@@ -56,6 +56,9 @@ class Message(Protocol):
     @property
     def qr_url(self) -> str:
         """The QR image of the page the message links to."""
+    @property
+    def to_subscriber(self) -> bool:
+        """Sent because someone subscribed (so it carries a way to leave), not to an applicant."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,10 @@ class PolicyMessage:
     @property
     def qr_url(self) -> str:
         return f"{self.page_url}/qr.png"
+
+    @property
+    def to_subscriber(self) -> bool:
+        return True
 
 
 OutcomeStatus = Literal["sent", "retry", "failed", "held"]

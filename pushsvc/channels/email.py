@@ -148,7 +148,7 @@ class _Layout:
                  "qr_body")
 
     def __init__(self, subject: str, text: str, html_body: str, from_header: str, locale: str, qr_cid: str,
-                 qr_body: bytes) -> None:
+                 qr_body: bytes, unsubscribable: bool) -> None:
         # Two unrelated boundaries: neither may begin the other's delimiter line. "=_" can't occur in base64.
         boundary, related = (f"=_pushsvc_{secrets.token_hex(12)}" for _ in range(2))
         self.subject = " ".join(subject.split())  # as the Subject header carries it
@@ -159,7 +159,7 @@ class _Layout:
             f"Subject: {encode_text(subject)}\r\n"
             "MIME-Version: 1.0\r\n"
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
-            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            + ("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if unsubscribable else "")
         ).encode("ascii")
         self.part_text = (
             f'\r\n--{boundary}\r\nContent-Type: text/plain; charset="utf-8"\r\n'
@@ -266,6 +266,7 @@ class EmailChannel(Channel):
             locale,
             qr_cid,
             _qr_body(message.short_url),
+            message.to_subscriber,
         )
         self._layouts[key] = layout
         if len(self._layouts) > _CACHE_SIZE:
@@ -278,19 +279,22 @@ class EmailChannel(Channel):
         version × locale; raises RenderError if the templates can't be rendered."""
         layout = self._layout(message, recipient.locale)
         name = " ".join((recipient.name or "").split())
-        token = unsubscribe_token(self._signer, recipient.subscriber_id, self.name)
-        unsub_url = f"{self._settings.public_url}/u/{token}"
         message_id = f"<{message.key.replace(':', '.')}.d{recipient.delivery_id}.{secrets.token_hex(6)}@{self._msgid_domain}>"
-        list_unsub = f"<{unsub_url}>"
-        if self._settings.unsubscribe_mailto:
-            list_unsub += f",\r\n <mailto:{self._settings.unsubscribe_mailto}?subject=unsubscribe-{token}>"
+        unsub_url, list_unsub = "", ""
+        if message.to_subscriber:
+            token = unsubscribe_token(self._signer, recipient.subscriber_id, self.name)
+            unsub_url = f"{self._settings.public_url}/u/{token}"
+            list_unsub = f"List-Unsubscribe: <{unsub_url}>"
+            if self._settings.unsubscribe_mailto:
+                list_unsub += f",\r\n <mailto:{self._settings.unsubscribe_mailto}?subject=unsubscribe-{token}>"
+            list_unsub += "\r\n"
         to_header = f"{encode_phrase(name)} <{to}>" if name else to
         shown_name = name or layout.anonymous
         text = layout.text.replace(self._name_marker, shown_name).replace(self._unsub_marker, unsub_url)
         html_body = layout.html.replace(self._name_marker, html.escape(shown_name)).replace(
             self._unsub_marker, html.escape(unsub_url)
         )
-        headers = f"To: {to_header}\r\nDate: {date}\r\nMessage-ID: {message_id}\r\nList-Unsubscribe: {list_unsub}\r\n"
+        headers = f"To: {to_header}\r\nDate: {date}\r\nMessage-ID: {message_id}\r\n{list_unsub}"
         data = b"".join(
             (
                 layout.head,
