@@ -78,19 +78,27 @@ class AccessTokens:
             await self._delete_if_equal(keys=[self._key], args=[stale])
             return await self._shared()
 
+    async def _from_redis(self) -> str | None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            token, ttl_ms = await pipe.get(self._key).pttl(self._key).execute()
+        if token is None:
+            return None
+        token = token.decode() if isinstance(token, bytes) else token
+        self._local = (token, time.monotonic() + max(ttl_ms, 0) / 1000)
+        return token
+
     async def _shared(self) -> str:
         deadline = time.monotonic() + self._wait_seconds
         while True:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                token, ttl_ms = await pipe.get(self._key).pttl(self._key).execute()
+            token = await self._from_redis()
             if token is not None:
-                token = token.decode() if isinstance(token, bytes) else token
-                self._local = (token, time.monotonic() + max(ttl_ms, 0) / 1000)
                 return token
             nonce = secrets.token_hex(8)
             if await self._redis.set(self._lock_key, nonce, nx=True, px=self._lock_ms):
                 try:
-                    return await self._fetch_and_share()
+                    # Look again under the lock: another worker may have fetched and released it
+                    # between our first look and our taking it.
+                    return await self._from_redis() or await self._fetch_and_share()
                 finally:
                     await self._delete_if_equal(keys=[self._lock_key], args=[nonce])
             if time.monotonic() > deadline:
