@@ -27,8 +27,23 @@ def local_date(at: datetime) -> date:
     return at.astimezone(LOCAL_ZONE).date()
 
 
+class _AboutACase:
+    """Messages about a case link to its page, and nobody subscribed to them: there is nothing to
+    unsubscribe from."""
+
+    page_url: str
+
+    @property
+    def qr_url(self) -> str:
+        return f"{self.page_url}/qr.png"
+
+    @property
+    def to_subscriber(self) -> bool:
+        return False
+
+
 @dataclass(frozen=True)
-class CaseMessage:
+class CaseMessage(_AboutACase):
     """One event of one case, told to its applicant. `status_label` and `next_step` are keyed by
     locale: each template takes its own language's words."""
 
@@ -52,17 +67,9 @@ class CaseMessage:
     def key(self) -> str:
         return f"case:{self.case_id}:{self.event_seq}"
 
-    @property
-    def qr_url(self) -> str:
-        return f"{self.page_url}/qr.png"
-
-    @property
-    def to_subscriber(self) -> bool:
-        return False  # an applicant's own case: nothing to unsubscribe from
-
 
 @dataclass(frozen=True)
-class CaseAlertMessage:
+class CaseAlertMessage(_AboutACase):
     """To a department: a case has used 80% of its working days."""
 
     case_id: int
@@ -81,14 +88,6 @@ class CaseAlertMessage:
     @property
     def key(self) -> str:
         return f"case-alert:{self.case_id}"
-
-    @property
-    def qr_url(self) -> str:
-        return f"{self.page_url}/qr.png"
-
-    @property
-    def to_subscriber(self) -> bool:
-        return False  # an applicant's own case: nothing to unsubscribe from
 
 
 def urls(public_url: str, case: dict[str, Any]) -> tuple[str, str]:
