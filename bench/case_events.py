@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from typing import Any
 import aiohttp
 import redis as redis_sync
 
-from bench.common import cpu_count, fresh_database, sqlite_url
+from bench.common import cpu_count, fresh_database, sqlite_url, stop_processes
 from bench.fanout_sms import _own_postgres_database, _wait_http, free_port
 from pushsvc.core.case_states import LABELS
 from pushsvc.settings import REPO_ROOT
@@ -139,13 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = asyncio.run(measure(api, stub, args.cases, args.concurrency))
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
         logs.close()
 
     rate = result["events"] / result["posting"]

@@ -12,6 +12,8 @@ import asyncio
 import multiprocessing
 import os
 import resource
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -238,3 +240,14 @@ def isolated(fn: Callable[..., Any], *args: Any) -> Any:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def stop_processes(procs: list[subprocess.Popen[Any]]) -> None:
+    """SIGTERM to all (workers finish what they are sending), then wait; kill what hangs."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

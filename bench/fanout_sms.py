@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +37,7 @@ import redis as redis_sync
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from bench.common import BENCH_SCHEMA, bench_database, catalogue, cpu_count, seed, sqlite_url
+from bench.common import BENCH_SCHEMA, bench_database, catalogue, cpu_count, seed, sqlite_url, stop_processes
 from pushsvc.channels.base import PolicyMessage
 from pushsvc.channels.sms import MAX_NUMBERS, SEND_PATH, national_number, render_text, signed_headers
 from pushsvc.core.rendering import Renderer
@@ -239,13 +238,7 @@ def main() -> int:
         result = asyncio.run(measure(api, stub, settings, subscribers, in_flight, list(catalogue().groups),
                                args.receipt_delay <= DRAIN_MAX_SECONDS))
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
         logs.close()
 
     n = args.recipients
