@@ -133,3 +133,11 @@ wait_until() {
     sleep 0.2
   done
 }
+
+# The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
+CHROMIUM="${PUSHSVC_CHROMIUM:-/usr/bin/chromium}"
+ensure_chromium() {
+  [ -x "$CHROMIUM" ] && return 0
+  is_root || die "the browser tests need Chromium. Run: sudo apt-get install -y chromium, then run this again."
+  apt_install chromium
+}
