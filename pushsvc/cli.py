@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from pushsvc.core.catalogue import CatalogueError, load_catalogue
+from pushsvc.logs import configure_logging
 from pushsvc.settings import Settings, get_settings
 
 Command = Callable[[argparse.Namespace], int]
@@ -22,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pushsvc.api.app import build_app
 
     settings = _checked_settings()
+    configure_logging(settings.log_format or "json")
     web.run_app(build_app(settings), host=args.host, port=args.port, access_log_class=AccessLogger,
                 print=lambda m: print(m, flush=True))
     return 0
@@ -31,8 +32,15 @@ def _worker(args: argparse.Namespace) -> int:
     from workers.settings import make_worker
 
     settings = _checked_settings()
+    configure_logging(settings.log_format or "json")
     make_worker(settings, burst=args.burst).run()
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pushsvc.status import run_status
+
+    return run_status(get_settings())
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -182,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("worker", _worker, "Run an arq worker: fan-out, delivery and the sweeper. Run as many as you like.")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
 
+    add("status", _status, "Show the job queue and the delivery ledger: waiting, running and scheduled jobs, "
+        "deliveries by channel and status, the oldest queued delivery, policies publishing.")
+
     db = sub.add_parser("db", help="Database chores.", description="Database chores.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     add("upgrade", _db_upgrade, "Create or migrate the database schema to the latest version.", db_sub)
@@ -226,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Text, contacts masked; serve and worker switch to PUSHSVC_LOG_FORMAT (json unless set).
+    configure_logging("text")
     return int(args.run(args))
 
 

@@ -1,7 +1,8 @@
 """Job names, ids and the wire format shared by the API (which enqueues) and workers (which run).
 
 Jobs are serialised as JSON, not arq's default pickle: whoever can write to Redis must not be
-able to run code in the workers.
+able to run code in the workers. A job started (directly or not) by a request carries its id
+(`request_id`, see pushsvc.logs), so the request's and the jobs' log lines can be joined.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from arq import ArqRedis
+
+from pushsvc.logs import job_kwargs
 
 
 def job_serializer(obj: dict[str, Any]) -> bytes:
@@ -25,19 +28,30 @@ def fanout_job_id(policy_id: int, after: int = 0) -> str:
     return f"fanout:{policy_id}:{after}"
 
 
-def deliver_job_id(policy_id: int, channel: str, lo: int, hi: int) -> str:
-    return f"deliver:{policy_id}:{channel}:{lo}-{hi}"
+def deliver_job_id(policy_id: int, channel: str, lo: int, hi: int, notice: int = 0) -> str:
+    """Notice 0 is the policy itself; a lifecycle notice's batches get ids of their own."""
+    return f"deliver:{policy_id}:{channel}:{lo}-{hi}" + (f":n{notice}" if notice else "")
+
+
+def notify_job_id(policy_id: int, notice: int) -> str:
+    return f"notify:{policy_id}:{notice}"
 
 
 async def enqueue_fanout(redis: ArqRedis, policy_id: int, after: int = 0, *, at: datetime | None = None,
                          job_id: str | None = None) -> None:
     await redis.enqueue_job(
-        "fanout", policy_id, _job_id=job_id or fanout_job_id(policy_id, after), _defer_until=at
+        "fanout", policy_id, _job_id=job_id or fanout_job_id(policy_id, after), _defer_until=at, **job_kwargs()
     )
 
 
 async def enqueue_deliver(redis: ArqRedis, policy_id: int, channel: str, lo: int, hi: int,
-                          *, job_id: str | None = None) -> None:
+                          *, job_id: str | None = None, notice: int = 0) -> None:
     await redis.enqueue_job(
-        "deliver", policy_id, channel, lo, hi, _job_id=job_id or deliver_job_id(policy_id, channel, lo, hi)
+        "deliver", policy_id, channel, lo, hi, notice,
+        _job_id=job_id or deliver_job_id(policy_id, channel, lo, hi, notice), **job_kwargs(),
     )
+
+
+async def enqueue_notify(redis: ArqRedis, policy_id: int, notice: int) -> None:
+    """Hand a lifecycle notice's ledger rows to deliver jobs (pushsvc.delivery.notices)."""
+    await redis.enqueue_job("notify", policy_id, notice, _job_id=notify_job_id(policy_id, notice), **job_kwargs())

@@ -10,14 +10,24 @@ and learns when the next slot opens.
 
 One Lua script decides and records atomically with Redis's own clock, so any number of workers
 on any number of machines share one pace and their clocks don't have to agree.
+
+The same limiter paces the providers' per-second limits (`ProviderPace`), a department's API key
+and a client address on the public pages (`pushsvc.api.limits`). A token bucket would smooth
+calls inside a second, but it lets up to twice its burst through in some one-second window;
+these limits are stated per window, so the window is what is enforced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 # KEYS[1]: the key's slot list. ARGV: limit, period (ms), max_wait (ms).
 # Returns {granted (0|1), wait (ms until the slot, or until the next one opens when not granted)}.
@@ -89,3 +99,49 @@ class RateLimiter:
         if reservation.granted and reservation.wait > 0:
             await asyncio.sleep(reservation.wait)
         return reservation
+
+
+# Providers count a call when it arrives, and arrivals jitter by milliseconds around their slots:
+# a window a little longer than the second keeps one second's calls from landing in the next.
+_ARRIVAL_GUARD_SECONDS = 0.05
+_NO_REDIS_WAIT_SECONDS = 5.0
+
+
+class ProviderPace:
+    """At most `per_second` calls a second to one provider, from every worker together.
+    `ProviderPace(redis_url, provider, per_second)`; 0 means no limit and no Redis connection.
+    `start()` before use, `close()` at shutdown."""
+
+    def __init__(self, redis_url: str, provider: str, per_second: int) -> None:
+        self._url = redis_url
+        self._provider = provider
+        self._rate = Rate(per_second, 1.0 + _ARRIVAL_GUARD_SECONDS) if per_second > 0 else None
+        self._redis: Redis | None = None
+        self._limiter: RateLimiter | None = None
+
+    async def start(self) -> None:
+        if self._rate is not None and self._redis is None:
+            self._redis = Redis.from_url(self._url)
+            self._limiter = RateLimiter(self._redis, namespace="ratelimit:provider")
+
+    async def close(self) -> None:
+        redis, self._redis, self._limiter = self._redis, None, None
+        if redis is not None:
+            await redis.aclose()
+
+    async def turn(self, max_wait: float) -> datetime | None:
+        """None once it is our turn to call (having slept until it came). Otherwise the time to try
+        again: the next slot is more than `max_wait` seconds off (nothing was taken), or Redis is
+        away (without the shared pace nobody may call)."""
+        if self._limiter is None or self._rate is None:
+            return None
+        try:
+            slot = await self._limiter.acquire(self._provider, self._rate, max_wait=max(0.0, max_wait))
+        except RedisError as exc:
+            log.warning("%s pace unavailable (Redis: %s): holding the call", self._provider, type(exc).__name__)
+            wait = _NO_REDIS_WAIT_SECONDS
+        else:
+            if slot.granted:
+                return None
+            wait = slot.wait
+        return datetime.now(timezone.utc) + timedelta(seconds=wait)

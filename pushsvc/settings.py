@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,7 +39,14 @@ class Settings(BaseSettings):
     stale_after_seconds: int = Field(default=300, ge=5)
     job_timeout_seconds: int = Field(default=60, ge=5)
     worker_max_jobs: int = Field(default=8, ge=1)
+    # Cases a worker's dispatcher sends together (one claim, one read, one write for all of them).
+    case_batch_size: int = Field(default=200, ge=1, le=1000)
     sweep_every_seconds: int = Field(default=30, ge=1, le=60)
+
+    # Digests: daily and weekly subscribers get their held policies in one message at this local
+    # time (Asia/Shanghai), weekly ones on this ISO weekday (1 = Monday).
+    digest_time: str = Field(default="08:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    digest_weekday: int = Field(default=1, ge=1, le=7)
 
     # E-mail over SMTP.
     smtp_host: str = "127.0.0.1"
@@ -85,6 +93,21 @@ class Settings(BaseSettings):
     sms_max_parts: int = Field(default=4, ge=1, le=10)
     sms_timeout: float = Field(default=10.0, gt=0)
     sms_connections: int = Field(default=4, ge=1, le=64)
+
+    # Logs: "json" (one object a line) or "text"; unset, serve and worker write json, other commands text.
+    log_format: Literal["json", "text"] | None = None
+
+    # Rate limits shared by every process through Redis; 0 means none. Providers: set them to your
+    # contract (each SMS request carries up to 1,000 numbers). The API: per department key, and per
+    # client address on the public pages (behind proxy_hops proxies, the address X-Forwarded-For names).
+    smtp_per_second: int = Field(default=0, ge=0)
+    sms_requests_per_second: int = Field(default=0, ge=0)
+    wechat_template_per_second: int = Field(default=50, ge=0)
+    # A ceiling against a runaway client, well above a business system posting case events at 500/s.
+    api_requests_per_minute: int = Field(default=60000, ge=0)
+    admin_requests_per_minute: int = Field(default=0, ge=0)
+    page_requests_per_minute: int = Field(default=600, ge=0)
+    proxy_hops: int = Field(default=0, ge=0, le=10)
 
     @field_validator("database_url")
     @classmethod

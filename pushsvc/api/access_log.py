@@ -1,4 +1,4 @@
-"""The access log, with the secrets some public URLs carry (signed tokens) masked."""
+"""The access log, with the secrets some public URLs carry (signed tokens) masked and the request id."""
 
 from __future__ import annotations
 
@@ -24,4 +24,6 @@ class AccessLogger(AbstractAccessLogger):
             masked_path(request.path),
             response.status,
             time * 1000,
+            # Written after the request's log context has ended: it names its request itself.
+            extra={"request_id": response.headers.get("X-Request-Id")},
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pushsvc.api.limits import within_key_limit
 from pushsvc.api.problems import Problem
 from pushsvc.api.routing import Auth, services
 from pushsvc.services import Services
@@ -48,10 +49,12 @@ async def authenticate(request: web.Request, auth: Auth) -> Caller | None:
     token = _bearer(request)
     svc = services(request)
     if auth in ("admin", "department_or_admin") and hmac.compare_digest(token, svc.settings.admin_token):
+        await within_key_limit(svc, "admin", svc.settings.admin_requests_per_minute)
         return Caller(department=None)
     if auth in ("department", "department_or_admin"):
         department = await _department(svc, token)
         if department is not None:
+            await within_key_limit(svc, f"department:{department['id']}", svc.settings.api_requests_per_minute)
             return Caller(department=department)
     raise Problem(401, "the key is not valid for this endpoint", headers={"WWW-Authenticate": "Bearer"})
 

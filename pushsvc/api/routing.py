@@ -47,6 +47,7 @@ class Endpoint:
     errors: tuple[int, ...]
     html: bool
     max_body: int | None
+    also: tuple[int, ...] = ()  # further success statuses with the same body (200 for a repeat of a 202)
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -67,11 +68,12 @@ def endpoint(
     errors: tuple[int, ...] = (),
     html: bool = False,
     max_body: int | None = None,
+    also: tuple[int, ...] = (),
 ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         ENDPOINTS.append(
             Endpoint(method, path, handler, summary, tag, auth, body, body_media, response, status, query,
-                     errors, html, max_body)
+                     errors, html, max_body, also)
         )
         return handler
 
@@ -98,6 +100,8 @@ async def json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # [[[[…]]]] nested deeper than the parser goes, well within the body limit
+        raise Problem(400, "the body is not valid JSON: nested too deeply") from None
 
 
 def parse_model(model: type[M], data: Any, root: str = "") -> M:
@@ -150,9 +154,12 @@ def after_cursor(request: web.Request) -> int:
     if not raw:
         return 0
     try:
-        return int(base64.urlsafe_b64decode(raw.encode() + b"==").decode())
+        after = int(base64.urlsafe_b64decode(raw.encode() + b"==").decode())
     except ValueError:
-        raise Problem(422, "cursor is not one this service issued", [FieldError("cursor", "invalid")]) from None
+        after = -1
+    if not 0 <= after < 2**63:  # a forged cursor must not reach the database as an out-of-range id
+        raise Problem(422, "cursor is not one this service issued", [FieldError("cursor", "invalid")])
+    return after
 
 
 def next_cursor(last_id: int) -> str:

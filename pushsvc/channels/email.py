@@ -18,6 +18,8 @@ Outcome rules (never an exception for one recipient):
   batch is deferred at once rather than each recipient waiting out a timeout). A 421 or a
   transport error drops the connection (reopened on next use); after other 4xx replies
   aiosmtplib has already sent RSET, so the session is kept.
+- `held` until the next slot (not an attempt): over PUSHSVC_SMTP_PER_SECOND, shared by every
+  worker, with no slot free in the first half of the job's time.
 - `failed`: a 5xx reply to the recipient or the message, keeping the server's reply
   ("550 5.1.1 mailbox unavailable"); no address ("no e-mail address"); an address that is
   syntactically unusable ("invalid e-mail address", without echoing it: logs and the ledger
@@ -46,6 +48,7 @@ from pushsvc.core.identifiers import normalise_email
 from pushsvc.core.qr import qr_png
 from pushsvc.core.rendering import DEFAULT_LOCALE, Renderer
 from pushsvc.core.tokens import TokenSigner, unsubscribe_token
+from pushsvc.ratelimit import ProviderPace
 from pushsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -215,6 +218,7 @@ class EmailChannel(Channel):
         self._unsub_marker = f"PUSHSVCUNSUB{nonce}"
         self._layouts: OrderedDict[tuple[int, str, str], _Layout] = OrderedDict()
         self._pool: asyncio.Queue[_Connection] | None = None
+        self._pace = ProviderPace(settings.redis_url, "smtp", settings.smtp_per_second)
 
     @staticmethod
     def address(contacts: HasContacts) -> str | None:
@@ -235,6 +239,7 @@ class EmailChannel(Channel):
             self._pool = asyncio.Queue()
             for _ in range(self._settings.smtp_connections):
                 self._pool.put_nowait(_Connection(self._settings))
+            await self._pace.start()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -243,6 +248,7 @@ class EmailChannel(Channel):
         # Taking every connection back waits for in-flight messages to finish first.
         connections = [await pool.get() for _ in range(self._settings.smtp_connections)]
         await asyncio.gather(*(c.quit() for c in connections))
+        await self._pace.close()
 
     # -- composing -----------------------------------------------------------------------------
 
@@ -323,10 +329,12 @@ class EmailChannel(Channel):
         # Once the server can't be reached, the rest of the batch is deferred at once instead of
         # each recipient waiting out its own connect timeout.
         unreachable: list[str] = []
+        # Slots of the shared pace are waited for only in the first half of the job's time.
+        deadline = asyncio.get_running_loop().time() + self._settings.job_timeout_seconds * 0.5
 
         async def lane() -> None:
             for recipient in pending:  # lanes share one iterator: each takes the next recipient
-                outcomes.append(await self._deliver(pool, message, recipient, date, unreachable))
+                outcomes.append(await self._deliver(pool, message, recipient, date, unreachable, deadline))
 
         await asyncio.gather(*(lane() for _ in range(min(len(recipients), self._settings.smtp_connections))))
         return outcomes
@@ -338,6 +346,7 @@ class EmailChannel(Channel):
         recipient: Recipient,
         date: str,
         unreachable: list[str],
+        deadline: float,
     ) -> Outcome:
         address = self.address(recipient)
         if address is None:
@@ -350,6 +359,12 @@ class EmailChannel(Channel):
         message_id, data = self.compose(message, recipient, to, date)
         connection = await pool.get()
         try:
+            # The slot is taken with a connection ready to send: a slot must pass neither waiting for a
+            # connection nor opening one (the provider counts messages as they arrive).
+            await connection.ready()
+            later = await self._pace.turn(deadline - asyncio.get_running_loop().time())
+            if later is not None:
+                return Outcome(recipient.delivery_id, "held", "SMTP rate limit reached", not_before=later)
             status, reply = await connection.send(self._sender, to, data)
         except _Unreachable as exc:
             unreachable.append(str(exc)[:_ERROR_MAX])
@@ -380,7 +395,7 @@ class _Connection:
         )
         self._last_used = 0.0
 
-    async def _ready(self) -> aiosmtplib.SMTP:
+    async def ready(self) -> aiosmtplib.SMTP:
         smtp = self._smtp
         if smtp.is_connected and time.monotonic() - self._last_used > _IDLE_PROBE_SECONDS:
             # Servers close idle sessions; find out now rather than by failing a message.
@@ -393,11 +408,12 @@ class _Connection:
                 await smtp.connect()
             except (aiosmtplib.SMTPException, OSError) as exc:
                 raise _Unreachable(str(exc) or type(exc).__name__) from exc
+        self._last_used = time.monotonic()  # known alive just now: no probe before the send that follows
         return smtp
 
     async def send(self, sender: str, to: str, data: bytes) -> tuple[OutcomeStatus, str]:
         """("sent", reply) when accepted, else ("retry" | "failed", reason); raises _Unreachable."""
-        smtp = await self._ready()
+        smtp = await self.ready()
         try:
             _, reply = await smtp.sendmail(sender, [to], data)
         except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -20,7 +20,9 @@ Outcomes: a number's `OK` is `sent` with its message id as provider_ref; an ille
 that refused messages is `failed` at once with the code kept; any other per-number code, a
 rate-limit or server error, a timeout or a dropped connection is `retry` (the deliver step backs
 off). A request the gateway rejects as malformed (other 4xx: an unapproved template or sign name)
-fails its numbers, since sending it again cannot succeed.
+fails its numbers, since sending it again cannot succeed. Requests are paced to
+PUSHSVC_SMS_REQUESTS_PER_SECOND across all workers; a request whose slot is further off than
+half the job's time is not made, and its numbers are `held` until the slot (not an attempt).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from pushsvc.core.models import Locale, PolicyIn
 from pushsvc.core.rendering import Renderer, RenderError
 from pushsvc.core.sms_text import SmsText, assemble, max_units, one_line
 from pushsvc.core.tokens import TokenSigner
+from pushsvc.ratelimit import ProviderPace
 from pushsvc.settings import Settings
 from pushsvc.core.policies import provisional_message
 from pushsvc.store.short_links import LENGTH as SHORT_CODE_LENGTH
@@ -171,6 +174,7 @@ class SmsChannel(Channel):
         self._url = settings.sms_url.rstrip("/") + SEND_PATH
         self._texts: OrderedDict[tuple[int, str, str, str], Rendered] = OrderedDict()
         self._session: aiohttp.ClientSession | None = None
+        self._pace = ProviderPace(settings.redis_url, "sms", settings.sms_requests_per_second)
 
     @staticmethod
     def address(contacts: HasContacts) -> str | None:
@@ -200,11 +204,13 @@ class SmsChannel(Channel):
                 connector=aiohttp.TCPConnector(limit=self._settings.sms_connections),
                 timeout=aiohttp.ClientTimeout(total=self._settings.sms_timeout),
             )
+            await self._pace.start()
 
     async def close(self) -> None:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+            await self._pace.close()
 
     async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
         session = self._session
@@ -222,8 +228,9 @@ class SmsChannel(Channel):
         if not self._settings.sms_secret:
             return outcomes + [Outcome(r.delivery_id, "retry", "PUSHSVC_SMS_SECRET is not set")
                                for group in by_locale.values() for r in group]
+        deadline = asyncio.get_running_loop().time() + self._settings.job_timeout_seconds * 0.5
         requests = [
-            self._request(session, texts[locale].content, message.short_url, group[i : i + MAX_NUMBERS])
+            self._request(session, texts[locale].content, message.short_url, group[i : i + MAX_NUMBERS], deadline)
             for locale, group in by_locale.items()
             for i in range(0, len(group), MAX_NUMBERS)
         ]
@@ -232,9 +239,13 @@ class SmsChannel(Channel):
         return outcomes
 
     async def _request(
-        self, session: aiohttp.ClientSession, content: str, short_url: str, recipients: list[Recipient]
+        self, session: aiohttp.ClientSession, content: str, short_url: str, recipients: list[Recipient],
+        deadline: float,
     ) -> list[Outcome]:
         """One gateway request for up to 1,000 recipients of one text; never raises."""
+        later = await self._pace.turn(deadline - asyncio.get_running_loop().time())
+        if later is not None:
+            return [Outcome(r.delivery_id, "held", "SMS gateway rate limit reached", not_before=later) for r in recipients]
         s = self._settings
         numbers = [national_number(r.phone or "") for r in recipients]
         body = json.dumps(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from pushsvc.core.errors import FieldError
+from pushsvc.core.timeliness import Timeliness
 
 Frequency = Literal["immediate", "daily", "weekly"]
 Locale = Literal["zh-CN", "zh-HK", "en"]
 Disclosure = Literal["proactive", "on_request", "not_disclosed"]
 DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "failed", "held"]
 Url = Field(default=None, max_length=1000, pattern=r"^https?://\S+$")
+Name = Annotated[str, Field(max_length=64)]  # a catalogue name: audience group, attribute, domain, channel
 
 
 class Strict(BaseModel):
@@ -22,7 +25,7 @@ class Strict(BaseModel):
 
 class DepartmentIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    domains: list[str] = Field(min_length=1, max_length=26)
+    domains: list[Name] = Field(min_length=1, max_length=26)
     contact_email: str | None = Field(default=None, max_length=254)
 
 
@@ -39,8 +42,8 @@ class WechatContact(Strict):
 
 
 class QuietHours(Strict):
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    start: str = Field(max_length=5, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(max_length=5, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 class SubscriberIn(Strict):
@@ -48,9 +51,10 @@ class SubscriberIn(Strict):
     email: str | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=32)
     wechat: WechatContact | None = None
-    audiences: dict[str, dict[str, Any]] = Field(min_length=1, description="group slug -> attributes")
-    domains: list[str] = Field(min_length=1, max_length=27, description='domain slugs, or ["*"] for all')
-    channels: list[str] = Field(min_length=1, max_length=10)
+    audiences: dict[Name, Annotated[dict[Name, Any], Field(max_length=50)]] = Field(
+        min_length=1, max_length=20, description="group slug -> attributes")
+    domains: list[Name] = Field(min_length=1, max_length=27, description='domain slugs, or ["*"] for all')
+    channels: list[Name] = Field(min_length=1, max_length=10)
     frequency: Frequency = "immediate"
     locale: Locale = "zh-CN"
     quiet_hours: QuietHours | None = None
@@ -96,8 +100,45 @@ class PolicyIn(Strict):
     effective_on: date | None = None
     expires_on: date | None = None
     publish_at: AwareDatetime | None = None
-    targeting: dict[str, Any]
-    channels: list[str] = Field(min_length=1, max_length=10)
+    targeting: dict[str, Any] = Field(max_length=8, description="audiences and a where predicate")
+    channels: list[Name] = Field(min_length=1, max_length=10)
+    notify_on_lapse: bool = Field(default=True, description="tell the people who received it when it lapses")
+
+
+# What a revision may change: the text, links and dates. Who it targets and how it is sent are not
+# revised (the people told of it could no longer be the ones it is for): publish a new policy.
+REVISABLE_FIELDS = ("title", "summary", "body", "doc_number", "url", "interpretation_url", "produced_on",
+             "effective_on", "expires_on", "notify_on_lapse")
+
+
+class PolicyRevisionIn(Strict):
+    """Only the fields that change; null clears an optional one. The defaults are never used as
+    values: only the fields present in the body are applied (`model_fields_set`)."""
+
+    # These four can be changed but not cleared: null is refused (and the schema does not offer it).
+    title: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=300)
+    summary: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=4000)
+    body: str | SkipJsonSchema[None] = Field(default=None, max_length=200_000)
+    doc_number: str | None = Field(default=None, max_length=120)
+    url: str | None = Url
+    interpretation_url: str | None = Url
+    produced_on: date | None = None
+    effective_on: date | None = None
+    expires_on: date | None = None
+    notify_on_lapse: bool | SkipJsonSchema[None] = None
+
+    @field_validator("title", "summary", "body", "notify_on_lapse", mode="before")
+    @classmethod
+    def _not_null(cls, v: Any) -> Any:
+        # Runs only for values given, never for the defaults.
+        if v is None:
+            raise ValueError("cannot be null")
+        return v
+
+
+class RepealIn(Strict):
+    reason: str = Field(min_length=1, max_length=1000)
+    repealed_on: date | None = Field(default=None, description="the date it stops applying: today (the default) or earlier")
 
 
 class ChannelCounts(BaseModel):
@@ -109,9 +150,43 @@ class ChannelCounts(BaseModel):
     held: int = 0
 
 
+class FieldChange(BaseModel):
+    field: str
+    before: Any = None
+    after: Any = None
+
+
+class RevisionOut(BaseModel):
+    revision: int
+    created_at: datetime
+    changes: list[FieldChange]
+
+
+class NoticeOut(BaseModel):
+    seq: int = Field(description="the ledger's notice number")
+    kind: Literal["revised", "repealed", "lapsed"]
+    revision: int
+    created_at: datetime
+    deliveries: dict[str, ChannelCounts]
+
+
+class TimelinessOut(BaseModel):
+    produced_on: date
+    published_on: date = Field(description="local date the policy went public")
+    working_days: int = Field(description="working days after produced_on up to and including published_on")
+    limit: int = Field(description="working days allowed (20)")
+    on_time: bool
+    late_by: int = Field(description="working days beyond the limit; 0 when on time")
+
+    @classmethod
+    def of(cls, t: Timeliness) -> TimelinessOut:
+        return cls(produced_on=t.produced_on, published_on=t.published_on, working_days=t.working_days,
+                   limit=t.limit, on_time=t.within, late_by=t.late_by)
+
+
 class PolicyOut(BaseModel):
     id: int
-    status: str
+    status: str = Field(description="scheduled | publishing | published | repealed | lapsed")
     department_id: int
     title: str
     summary: str
@@ -129,8 +204,15 @@ class PolicyOut(BaseModel):
     channels: list[str]
     matched: int
     page_url: str
-    deliveries: dict[str, ChannelCounts]
+    deliveries: dict[str, ChannelCounts] = Field(description="the policy's own messages (notices are counted under notices)")
     created_at: datetime
+    revision: int
+    revisions: list[RevisionOut]
+    notify_on_lapse: bool
+    repealed_on: date | None
+    repeal_reason: str | None
+    notices: list[NoticeOut]
+    timeliness: TimelinessOut | None = Field(description="null without produced_on")
 
 
 class PreviewOut(BaseModel):
@@ -141,6 +223,7 @@ class PreviewOut(BaseModel):
 
 class DeliveryOut(BaseModel):
     id: int
+    notice: int = Field(description="0: the policy itself; n: its n-th lifecycle notice")
     subscriber_id: int
     channel: str
     status: str
@@ -209,7 +292,7 @@ class CaseIn(Strict):
                          description="unique within the department; no slash, ?, #, % or spaces")
     service_item: str = Field(min_length=1, max_length=200)
     applicant: ApplicantIn
-    channels: list[str] = Field(default_factory=lambda: ["sms"], min_length=1, max_length=3)
+    channels: list[Name] = Field(default_factory=lambda: ["sms"], min_length=1, max_length=3)
     time_limit_days: int | None = Field(default=None, ge=1, le=365, description="promised time in working days")
     locale: Locale = "zh-CN"
 

@@ -158,8 +158,13 @@ policies = sa.Table(
     sa.Column("publish_at", UTCDateTime()),
     sa.Column("targeting", Json, nullable=False),
     sa.Column("channels", Json, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # scheduled | publishing | published
+    # scheduled | publishing | published | repealed | lapsed (no longer in force)
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("revision", sa.Integer(), nullable=False, server_default="1"),
+    # Whether the people who received it are told when it lapses (expires_on passed).
+    sa.Column("notify_on_lapse", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("repealed_on", sa.Date()),
+    sa.Column("repeal_reason", sa.Text()),
     # Highest subscriber id whose delivery rows are written: where a resumed fan-out restarts.
     sa.Column("fanout_cursor", Id, nullable=False, server_default="0"),
     sa.Column("matched", sa.Integer(), nullable=False, server_default="0"),
@@ -170,12 +175,14 @@ policies = sa.Table(
     sa.Index(None, "status", "publish_at"),
 )
 
-# The delivery ledger: one row per policy x subscriber x channel.
+# The delivery ledger: one row per policy x notice x subscriber x channel. Notice 0 is the policy
+# itself; notice n its n-th lifecycle notice (policy_notices), sent to those who received notice 0.
 deliveries = sa.Table(
     "deliveries",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("policy_id", Id, sa.ForeignKey("policies.id"), nullable=False),
+    sa.Column("notice", sa.SmallInteger(), nullable=False, server_default="0"),
     sa.Column("subscriber_id", Id, sa.ForeignKey("subscribers.id"), nullable=False),
     sa.Column("channel", sa.String(16), nullable=False),
     # queued | sending | sent | delivered | failed | held
@@ -188,10 +195,47 @@ deliveries = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("sent_at", UTCDateTime()),
     sa.Column("delivered_at", UTCDateTime()),
-    sa.UniqueConstraint("policy_id", "subscriber_id", "channel"),
+    sa.UniqueConstraint("policy_id", "notice", "subscriber_id", "channel"),
     sa.Index(None, "policy_id", "channel", "status"),
     sa.Index(None, "status", "updated_at"),
     sa.Index(None, "provider_ref"),
+)
+
+# A policy's revisions after the first: what each changed, [{field, before, after}] (JSON values).
+policy_revisions = sa.Table(
+    "policy_revisions",
+    metadata,
+    sa.Column("policy_id", Id, sa.ForeignKey("policies.id"), primary_key=True),
+    sa.Column("revision", sa.Integer(), primary_key=True),
+    sa.Column("changes", Json, nullable=False),
+    _created(),
+)
+
+# Lifecycle notices told to a policy's earlier recipients: `seq` is the ledger's `notice`.
+# `details` holds what the message says beyond the policy: revised {changes}, repealed
+# {reason, repealed_on}, lapsed {expires_on}.
+policy_notices = sa.Table(
+    "policy_notices",
+    metadata,
+    sa.Column("policy_id", Id, sa.ForeignKey("policies.id"), primary_key=True),
+    sa.Column("seq", sa.SmallInteger(), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # revised | repealed | lapsed
+    sa.Column("revision", sa.Integer(), nullable=False),
+    sa.Column("details", Json, nullable=False),
+    _created(),
+)
+
+# A digest as sent: the policies of one period, listed on its page /d/{token}. Subscribers whose
+# lists are the same in one run share one row (and its short link).
+digests = sa.Table(
+    "digests",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("period", sa.String(8), nullable=False),  # daily | weekly
+    sa.Column("period_start", sa.Date(), nullable=False),
+    sa.Column("period_end", sa.Date(), nullable=False),
+    sa.Column("policy_ids", Json, nullable=False),
+    _created(),
 )
 
 # A repeated Idempotency-Key returns the first response and starts nothing.
@@ -273,7 +317,7 @@ case_notifications = sa.Table(
     sa.Column("case_id", Id, sa.ForeignKey("cases.id"), nullable=False),
     sa.Column("event_seq", sa.Integer(), nullable=False),
     sa.Column("channel", sa.String(16), nullable=False),
-    # queued | held | sent | failed
+    # queued | held | sent | delivered | failed
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("attempts", sa.SmallInteger(), nullable=False, server_default="0"),
     sa.Column("error", sa.Text()),
@@ -282,6 +326,8 @@ case_notifications = sa.Table(
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("sent_at", UTCDateTime()),
+    sa.Column("delivered_at", UTCDateTime()),  # from the provider's receipt
     sa.UniqueConstraint("case_id", "event_seq", "channel"),
     sa.Index(None, "status", "updated_at"),
+    sa.Index(None, "provider_ref"),  # receipts find their message by it
 )

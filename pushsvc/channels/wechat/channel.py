@@ -18,6 +18,8 @@ Outcomes, never an exception for one recipient:
   URL no longer on the allow-list (checked again at send time) `failed`.
 - template: 0 `sent` (provider_ref = msgid); 40001/40014/42001 refresh the shared token and send
   once more; 43004 (not following), 43101 (refused), 40003 (bad openid) `failed`; others `retry`.
+  Calls are paced to PUSHSVC_WECHAT_TEMPLATE_PER_SECOND across all workers; no slot in the first
+  half of the job: `held` until the next one.
 - no answer (connection, timeout, HTTP error status): `retry`.
 """
 
@@ -41,7 +43,7 @@ from pushsvc.channels.wechat.token import AccessTokens, TokenUnavailable
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.subscribers import check_webhook_url
 from pushsvc.core.tokens import TokenSigner
-from pushsvc.ratelimit import Rate, RateLimiter
+from pushsvc.ratelimit import ProviderPace, Rate, RateLimiter
 from pushsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class WechatChannel(Channel):
         self._redis: Redis | None = None
         self._limiter: RateLimiter | None = None
         self._tokens: AccessTokens | None = None
+        self._template_pace = ProviderPace(settings.redis_url, "wechat-template", settings.wechat_template_per_second)
 
     @staticmethod
     def address(contacts: HasContacts) -> str | None:
@@ -111,6 +114,7 @@ class WechatChannel(Channel):
         self._redis = Redis.from_url(s.redis_url)
         self._limiter = RateLimiter(self._redis, namespace="ratelimit:wechat-robot")
         self._tokens = AccessTokens(self._redis, s.wechat_appid, self._fetch_token, s.wechat_timeout)
+        await self._template_pace.start()
 
     async def close(self) -> None:
         session, self._http = self._http, None
@@ -119,6 +123,7 @@ class WechatChannel(Channel):
             await session.close()
         if redis is not None:
             await redis.aclose()
+        await self._template_pace.close()
 
     # -- composing -----------------------------------------------------------------------------
 
@@ -229,14 +234,24 @@ class WechatChannel(Channel):
         url = f"{self._api}/cgi-bin/message/template/send"
         try:
             token = await self._tokens.get()
-            reply = await http.call(self._http, "POST", url, params={"access_token": token}, body=body)
-            if reply.errcode in template.TOKEN_ERRCODES:
+            reply = await self._template_call(url, token, body, batch)
+            if isinstance(reply, http.Reply) and reply.errcode in template.TOKEN_ERRCODES:
                 token = await self._tokens.refresh(stale=token)
-                reply = await http.call(self._http, "POST", url, params={"access_token": token}, body=body)
+                reply = await self._template_call(url, token, body, batch)
         except TokenUnavailable as exc:
             batch.token_problem.append(f"no access token: {exc}"[: http.ERROR_MAX])
             return Outcome(did, "retry", batch.token_problem[0])
+        if not isinstance(reply, http.Reply):
+            return Outcome(did, "held", "template message rate limit reached", not_before=reply)
         return template.template_outcome(did, reply)
+
+    async def _template_call(self, url: str, token: str, body: dict[str, Any], batch: _Batch) -> http.Reply | datetime:
+        """The platform's reply, or, when the shared pace has no slot in time, when to try again."""
+        assert self._http is not None
+        later = await self._template_pace.turn(batch.soft_deadline - asyncio.get_running_loop().time())
+        if later is not None:
+            return later
+        return await http.call(self._http, "POST", url, params={"access_token": token}, body=body)
 
     async def _fetch_token(self) -> tuple[str, int]:
         assert self._http is not None

@@ -1,0 +1,171 @@
+"""The service's numbers that outlive one process: counters kept in Redis, and what the queue and
+the ledger hold right now. The API's /metrics (`pushsvc.api.metrics`) and `pushsvc status` read them.
+
+Workers are many separate processes; their counters live in one Redis hash that any API process
+can read at scrape time, so one scrape shows the whole service. A worker adds a batch's outcomes
+in one pipelined round trip (one HINCRBY per channel and outcome, never one per recipient).
+Counting never fails a job: if Redis will not take the numbers, they are logged and dropped.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import accumulate
+
+import sqlalchemy as sa
+from arq.constants import default_queue_name, in_progress_key_prefix
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pushsvc.store.schema import deliveries, policies
+
+log = logging.getLogger(__name__)
+
+KEY = "pushsvc:metrics"  # field "<counter>|<label value>|…" -> count
+
+
+@dataclass(frozen=True)
+class SharedCounter:
+    """A Prometheus counter (shown as `<name>_total`) whose values are kept in Redis."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+    def field(self, values: tuple[str, ...]) -> str:
+        return "|".join((self.name, *values))
+
+
+DELIVERIES = SharedCounter("pushsvc_deliveries", "Delivery attempts by channel and outcome: sent, failed (for good), "
+                           "held (quiet hours, a provider's pace)", ("channel", "outcome"))
+RETRIES = SharedCounter("pushsvc_delivery_retries", "Delivery attempts that failed for now and were queued again",
+                        ("channel",))
+RECEIPTS = SharedCounter("pushsvc_receipts", "Receipts from providers by result: delivered, failed, unknown "
+                         "(no delivery with that message id yet)", ("channel", "result"))
+COUNTERS = (DELIVERIES, RETRIES, RECEIPTS)
+
+FANOUT = "pushsvc_fanout_seconds"
+FANOUT_HELP = "Time one fan-out job run takes (a long fan-out continues in further runs)"
+# A run stops after half a job timeout (60 s by default), so the top buckets are its slices.
+FANOUT_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+
+
+async def _add(redis: Redis, fields: Mapping[str, float]) -> None:
+    """Add to the hash's fields in one round trip (ints exactly, floats as floats)."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for field, n in fields.items():
+                if isinstance(n, int):
+                    pipe.hincrby(KEY, field, n)
+                else:
+                    pipe.hincrbyfloat(KEY, field, n)
+            await pipe.execute()
+    except RedisError as exc:
+        log.warning("metrics not recorded (Redis: %s): %s", type(exc).__name__, dict(fields))
+
+
+_SAID = {"queued": "to retry"}
+
+
+async def record_outcomes(redis: Redis, channel: str, statuses: Iterable[str]) -> None:
+    """A deliver batch's new ledger statuses: `queued` again is a retry, the others are outcomes."""
+    counts = Counter(statuses)
+    log.info("%s: %s", channel, ", ".join(f"{n} {_SAID.get(s, s)}" for s, n in sorted(counts.items())))
+    await _add(redis, {
+        (RETRIES.field((channel,)) if status == "queued" else DELIVERIES.field((channel, status))): n
+        for status, n in counts.items()
+    })
+
+
+async def record_receipts(redis: Redis, channel: str, delivered: Iterable[bool], unknown: int = 0) -> None:
+    """`delivered`: one flag per receipt for a known delivery; `unknown`: receipts for none (yet)."""
+    counts = Counter("delivered" if ok else "failed" for ok in delivered) + Counter(unknown=unknown)
+    await _add(redis, {RECEIPTS.field((channel, result)): n for result, n in counts.items()})
+
+
+async def observe_fanout(redis: Redis, seconds: float) -> None:
+    bucket = bisect.bisect_left(FANOUT_BUCKETS, seconds)  # len(FANOUT_BUCKETS): only in +Inf
+    await _add(redis, {f"{FANOUT}|bucket|{bucket}": 1, f"{FANOUT}|sum": float(seconds)})
+
+
+@dataclass(frozen=True)
+class Histogram:
+    buckets: list[tuple[float, int]]  # (upper bound, cumulative count), +Inf last: the count
+    sum: float
+
+
+@dataclass(frozen=True)
+class Shared:
+    counters: dict[SharedCounter, dict[tuple[str, ...], int]]
+    fanout: Histogram
+
+
+async def read_shared(redis: Redis) -> Shared:
+    raw = {k.decode(): v.decode() for k, v in (await redis.hgetall(KEY)).items()}
+    by_name = {c.name: c for c in COUNTERS}
+    counters: dict[SharedCounter, dict[tuple[str, ...], int]] = {c: {} for c in COUNTERS}
+    for field, value in raw.items():
+        name, *values = field.split("|")
+        if name in by_name:
+            counters[by_name[name]][tuple(values)] = int(value)
+    per_bucket = [int(raw.get(f"{FANOUT}|bucket|{i}", 0)) for i in range(len(FANOUT_BUCKETS) + 1)]
+    bounds = [*FANOUT_BUCKETS, float("inf")]
+    fanout = Histogram(list(zip(bounds, accumulate(per_bucket))), float(raw.get(f"{FANOUT}|sum", 0)))
+    return Shared(counters, fanout)
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """arq's queue: `waiting` to start, `running` now, `scheduled` for later (deferred, retries)."""
+
+    waiting: int
+    running: int
+    scheduled: int
+
+
+async def queue_state(redis: Redis) -> QueueState:
+    # A job stays in the queue's sorted set until it finishes; its score is when it may start.
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        total, scheduled = await pipe.zcard(default_queue_name).zcount(default_queue_name, now_ms + 1, "+inf").execute()
+    # Running: marked in progress and still queued (a finished cron job keeps its mark for a while).
+    marked = [key[len(in_progress_key_prefix):] async for key in
+              redis.scan_iter(match=f"{in_progress_key_prefix}*", count=1000, _type="string")]
+    running = sum(score is not None for score in await redis.zmscore(default_queue_name, marked)) if marked else 0
+    return QueueState(waiting=max(0, total - scheduled - running), running=running, scheduled=scheduled)
+
+
+# -- the ledger (read with indexes: status with updated_at, status with publish_at) -------------------
+
+async def oldest_queued_age(conn: AsyncConnection, at: datetime) -> float | None:
+    """Seconds since the longest-waiting `queued` delivery was queued (or last tried); None if none."""
+    oldest = (await conn.execute(
+        sa.select(sa.func.min(deliveries.c.updated_at)).where(deliveries.c.status == "queued")
+    )).scalar_one_or_none()
+    return None if oldest is None else max(0.0, (at - oldest).total_seconds())
+
+
+async def policies_publishing(conn: AsyncConnection) -> int:
+    return (await conn.execute(
+        sa.select(sa.func.count()).select_from(policies).where(policies.c.status == "publishing")
+    )).scalar_one()
+
+
+async def deliveries_by_channel(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+    """channel -> status -> count over the whole ledger (a full scan: for `pushsvc status`, not scrapes)."""
+    rows = await conn.execute(
+        sa.select(deliveries.c.channel, deliveries.c.status, sa.func.count()).group_by(
+            deliveries.c.channel, deliveries.c.status
+        )
+    )
+    out: dict[str, dict[str, int]] = {}
+    for channel, status, n in rows:
+        out.setdefault(channel, {})[status] = n
+    return out

@@ -1,0 +1,116 @@
+"""`pushsvc status`: the queue and the delivery ledger at a glance, in the terminal.
+
+It reads what /metrics reads (pushsvc.metrics), plus the ledger's counts by channel and status,
+which take a scan of the ledger: fine for a person asking, too much for every scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import get_args
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from pushsvc.core.models import DeliveryStatus
+from pushsvc.core.quiet_hours import LOCAL_ZONE
+from pushsvc.metrics import QueueState, deliveries_by_channel, oldest_queued_age, policies_publishing, queue_state
+from pushsvc.settings import Settings
+from pushsvc.store.db import Database
+from pushsvc.store.subscribers import now
+
+STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    by_channel: dict[str, dict[str, int]]
+    oldest_queued: float | None  # seconds
+    publishing: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: datetime
+    queue: QueueState | str  # the state, or why it could not be read
+    ledger: Ledger | str
+
+
+async def _queue(settings: Settings) -> QueueState | str:
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        return await queue_state(redis)
+    except (RedisError, OSError) as exc:
+        return f"Redis unavailable ({type(exc).__name__})"
+    finally:
+        await redis.aclose()
+
+
+async def _ledger(settings: Settings, at: datetime) -> Ledger | str:
+    db = Database(settings.database_url)
+    try:
+        async with db.read() as conn:
+            return Ledger(await deliveries_by_channel(conn), await oldest_queued_age(conn, at),
+                          await policies_publishing(conn))
+    except (SQLAlchemyError, OSError) as exc:
+        return f"database unavailable ({type(exc).__name__})"
+    finally:
+        await db.close()
+
+
+async def snapshot(settings: Settings) -> Snapshot:
+    at = now()
+    queue, ledger = await asyncio.gather(_queue(settings), _ledger(settings, at))
+    return Snapshot(at, queue, ledger)
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3 min 12 s, 2 h 5 min, 3 d 4 h."""
+    s = int(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if s >= size:
+            return f"{s // size} {unit} {s % size // sub_size} {sub}"
+    return f"{s} s"
+
+
+def show(snap: Snapshot, console: Console) -> None:
+    console.print(f"[bold]pushsvc status[/bold]  {snap.at.astimezone(LOCAL_ZONE):%Y-%m-%d %H:%M:%S} (Asia/Shanghai)")
+    console.print()
+    if isinstance(snap.queue, str):
+        console.print(f"[red]Queue: {snap.queue}[/red]")
+    else:
+        queue = Table(title="Queue (arq)", title_justify="left")
+        for state in ("waiting", "running", "scheduled"):
+            queue.add_column(state, justify="right")
+        queue.add_row(str(snap.queue.waiting), str(snap.queue.running), str(snap.queue.scheduled))
+        console.print(queue)
+    console.print()
+    if isinstance(snap.ledger, str):
+        console.print(f"[red]Ledger: {snap.ledger}[/red]")
+        return
+    ledger = Table(title="Deliveries (ledger)", title_justify="left")
+    ledger.add_column("channel")
+    for status in (*STATUSES, "total"):
+        ledger.add_column(status, justify="right")
+    totals = dict.fromkeys(STATUSES, 0)
+    for channel, counts in sorted(snap.ledger.by_channel.items()):
+        ledger.add_row(channel, *(str(counts.get(s, 0)) for s in STATUSES), str(sum(counts.values())))
+        for s in STATUSES:
+            totals[s] += counts.get(s, 0)
+    ledger.add_row("all", *(str(totals[s]) for s in STATUSES), str(sum(totals.values())), style="bold")
+    console.print(ledger)
+    oldest = snap.ledger.oldest_queued
+    console.print(f"Oldest queued delivery: {'none queued' if oldest is None else duration(oldest) + ' ago'}")
+    console.print(f"Policies publishing: {snap.ledger.publishing}")
+
+
+def run_status(settings: Settings, console: Console | None = None) -> int:
+    """Prints the snapshot; 0 if the queue and the ledger could both be read, else 1."""
+    snap = asyncio.run(snapshot(settings))
+    show(snap, console or Console())
+    return 1 if isinstance(snap.queue, str) or isinstance(snap.ledger, str) else 0
