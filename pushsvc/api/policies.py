@@ -1,4 +1,5 @@
-"""Policies: publish (202, fan-out enqueued), preview reach, read figures, explain a match."""
+"""Policies: publish (202, fan-out enqueued), preview reach, read figures, explain a match; revise
+and repeal (202, the recipients told)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pushsvc.api.routing import (
     json_body,
     json_response,
     next_cursor,
+    parse_model,
     path_id,
     services,
 )
@@ -29,33 +31,46 @@ from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.channels.sms import check_sms_parts
 from pushsvc.core.errors import FieldError
 from pushsvc.core.models import (
+    REVISABLE_FIELDS,
     ChannelCounts,
     Locale,
     DeliveryOut,
     DeliveryPage,
     ExplainOut,
+    NoticeOut,
     PolicyIn,
     PolicyOut,
+    PolicyRevisionIn,
     PreviewOut,
+    RepealIn,
+    RevisionOut,
+    TimelinessOut,
 )
 from pushsvc.core.policies import CheckedPolicy, DomainNotAllowed, check_policy, provisional_message
+from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.rendering import RenderError
 from pushsvc.core.subscribers import ALL_DOMAINS
 from pushsvc.core.targeting import evaluate, parse_targeting
-from pushsvc.delivery.messages import page_url, policy_path
+from pushsvc.core.timeliness import timeliness, went_public
+from pushsvc.delivery import notices as lifecycle
+from pushsvc.delivery.messages import NoticeMessage, page_url, policy_path
 from pushsvc.jobs import enqueue_fanout
 from pushsvc.services import Services
 from pushsvc.store.matching import preview_queries
 from pushsvc.store.policies import (
+    REPEALABLE_STATUSES,
+    REVISABLE_STATUSES,
     STATUSES,
     delivery_counts,
     get_policy,
     idempotent_response,
     insert_policy,
     list_deliveries,
+    notices,
     remember_response,
+    revisions,
 )
-from pushsvc.store.short_links import short_code
+from pushsvc.store.short_links import LENGTH as SHORT_CODE_LENGTH, short_code
 from pushsvc.store.subscribers import load_subscriber, now
 
 log = logging.getLogger(__name__)
@@ -90,10 +105,19 @@ def _check_templates(svc: Services, checked: CheckedPolicy, department: str) -> 
 
 async def policy_out(svc: Services, conn: Any, policy: dict[str, Any]) -> PolicyOut:
     counts = await delivery_counts(conn, policy["id"], list(policy["channels"]))
+    produced = policy["produced_on"]
+    public = went_public(policy["publish_at"], policy["created_at"])
+    on_time = timeliness(produced, public.astimezone(LOCAL_ZONE).date()) if produced else None
     return PolicyOut(
         **{k: policy[k] for k in PolicyOut.model_fields if k in policy},
         page_url=page_url(svc.settings.public_url, policy["id"]),
-        deliveries={ch: ChannelCounts(**c) for ch, c in counts.items()},
+        deliveries={ch: ChannelCounts(**c) for ch, c in counts[0].items()},
+        revisions=[RevisionOut(**r) for r in await revisions(conn, policy["id"])],
+        notices=[
+            NoticeOut(**n, deliveries={ch: ChannelCounts(**c) for ch, c in counts.get(n["seq"], {}).items()})
+            for n in await notices(conn, policy["id"])
+        ],
+        timeliness=TimelinessOut.of(on_time) if on_time else None,
     )
 
 
@@ -184,6 +208,8 @@ async def read_policy(request: web.Request) -> web.Response:
           tag="policies", auth="department_or_admin", response=DeliveryPage, errors=(401, 404, 422),
           query=(Param("status", "filter: " + ", ".join(STATUSES), schema={"type": "string", "enum": list(STATUSES)}),
                  Param("channel", "filter by channel", schema={"type": "string", "enum": list(CHANNELS)}),
+                 Param("notice", "filter: 0 the policy's own messages, n its n-th lifecycle notice",
+                       schema={"type": "integer", "minimum": 0, "maximum": 32767}),
                  LIMIT, CURSOR))
 async def policy_deliveries(request: web.Request) -> web.Response:
     svc = services(request)
@@ -194,9 +220,10 @@ async def policy_deliveries(request: web.Request) -> web.Response:
     if channel and channel not in CHANNELS:
         raise Problem(422, "unknown channel", [FieldError("channel", f"must be one of {', '.join(CHANNELS)}")])
     limit = int_param(request, "limit", 100, lo=1, hi=1000)
+    notice = int_param(request, "notice", lo=0, hi=32767) if request.query.get("notice") else None
     async with svc.db.read() as conn:
         rows = await list_deliveries(conn, policy["id"], status=status, channel=channel,
-                                     after_id=after_cursor(request), limit=limit + 1)
+                                     after_id=after_cursor(request), limit=limit + 1, notice=notice)
     more = len(rows) > limit
     rows = rows[:limit]
     return json_response(DeliveryPage(items=[DeliveryOut(**r) for r in rows],
@@ -236,3 +263,98 @@ def explain(targeting: Any, policy: dict[str, Any], sub: dict[str, Any]) -> Expl
     common = [c for c in policy["channels"] if c in sub["channels"]]
     reasons.append(f"{'✓' if common else '✗'} channels both allow: {', '.join(common) if common else 'none'}")
     return ExplainOut(matched=matched and bool(common), reasons=reasons)
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+# Who a policy is for and how it is sent are not revised: the people told of it would no longer be
+# the people it is for.
+FIXED = ("domain", "disclosure", "publish_at", "targeting", "channels")
+
+
+def _as_request(policy: dict[str, Any]) -> dict[str, Any]:
+    """A stored policy as the body that would publish it, for checking a revision of it whole."""
+    return {k: policy[k] for k in PolicyIn.model_fields}
+
+
+def _not_now(policy: dict[str, Any], action: str) -> Problem:
+    status = policy["status"]
+    why = "is being sent now: try again once it is published" if status == "publishing" else f"is {status}"
+    return Problem(409, f"the policy {why}; it cannot be {action}")
+
+
+def _check_notice(svc: Services, data: PolicyIn, department: str, field: str, kind: str, **told: Any) -> None:
+    """The notice renders on every channel of the policy in every locale, and fits an SMS, or 422
+    naming `field`. The short link is not known here: a placeholder of its length stands in."""
+    limit = svc.settings.sms_max_parts
+    public = svc.settings.public_url
+    base = provisional_message(data, department, public, f"{public}/s/{'x' * SHORT_CODE_LENGTH}")
+    message = NoticeMessage(**vars(base) | {"kind": f"policy_{kind}"}, notice=1, **told)
+    for i, name in enumerate(data.channels):
+        for locale in get_args(Locale):
+            try:
+                shown = svc.channels[name].preview(message, locale)
+            except RenderError as exc:
+                raise invalid([FieldError(f"channels[{i}]", f"the {name} templates cannot render the notice: {exc}")]) from None
+            if shown.get("parts", 0) > limit:
+                raise invalid([FieldError(field, f"the {locale} SMS telling recipients would take {shown['parts']} "
+                                                 f"parts; at most {limit} are allowed")])
+
+
+async def _answer(svc: Services, policy_id: int) -> web.Response:
+    async with svc.db.read() as conn:
+        policy = await get_policy(conn, policy_id)
+        assert policy is not None
+        return json_response(await policy_out(svc, conn, policy), status=202,
+                             headers={"Location": f"/v1/policies/{policy_id}"})
+
+
+@endpoint("POST", "/v1/policies/{id}/revise",
+          summary="Revise a policy (changed fields only): a new revision; whoever received it is told what changed",
+          tag="policies", auth="department", body=PolicyRevisionIn, response=PolicyOut, status=202,
+          errors=(400, 401, 403, 404, 409, 413, 422))
+async def revise_policy(request: web.Request) -> web.Response:
+    svc, who = services(request), caller(request)
+    policy = await own_policy(request)
+    raw = await json_body(request)
+    if isinstance(raw, dict) and (fixed := [f for f in FIXED if f in raw]):
+        raise invalid([FieldError(f, "cannot be revised: publish a new policy and repeal this one") for f in fixed])
+    given = parse_model(PolicyRevisionIn, raw)
+    if not given.model_fields_set:
+        raise invalid([FieldError("body", f"name at least one field to change: {', '.join(REVISABLE_FIELDS)}")])
+    if policy["status"] not in REVISABLE_STATUSES:
+        raise _not_now(policy, "revised")
+    department = who.department["name"] if who.department else ""
+    checked = _checked(svc, who, _as_request(policy) | given.model_dump(include=given.model_fields_set))
+    new = checked.row()
+    changes = [{"field": f, "before": lifecycle.json_value(policy[f]), "after": lifecycle.json_value(new[f])}
+               for f in REVISABLE_FIELDS if f in given.model_fields_set and new[f] != policy[f]]
+    if not changes:
+        raise invalid([FieldError("body", "every field given equals the current value: nothing to revise")])
+    _check_notice(svc, checked.data, department, "title", kind="revised",
+                  changes=tuple(lifecycle.told_changes(changes)))
+    if not await lifecycle.revise(svc, policy, {c["field"]: new[c["field"]] for c in changes}, changes):
+        raise Problem(409, "the policy changed while this revision was checked; read it again and retry")
+    return await _answer(svc, policy["id"])
+
+
+@endpoint("POST", "/v1/policies/{id}/repeal",
+          summary="Repeal a policy: no longer in force from repealed_on; whoever received it is told",
+          tag="policies", auth="department", body=RepealIn, response=PolicyOut, status=202,
+          errors=(400, 401, 404, 409, 413, 422))
+async def repeal_policy(request: web.Request) -> web.Response:
+    svc, who = services(request), caller(request)
+    policy = await own_policy(request)
+    body = parse_model(RepealIn, await json_body(request))
+    today = now().astimezone(LOCAL_ZONE).date()
+    repealed_on = body.repealed_on or today
+    if repealed_on > today:
+        raise invalid([FieldError("repealed_on", "cannot be in the future: repeal on the day it stops applying")])
+    if policy["status"] not in REPEALABLE_STATUSES:
+        raise _not_now(policy, "repealed")
+    department = who.department["name"] if who.department else ""
+    _check_notice(svc, PolicyIn.model_validate(_as_request(policy)), department, "reason", kind="repealed",
+                  reason=body.reason, repealed_on=repealed_on)
+    if not await lifecycle.repeal(svc, policy, body.reason, repealed_on):
+        raise _not_now(await own_policy(request), "repealed")
+    return await _answer(svc, policy["id"])

@@ -10,6 +10,7 @@ from pushsvc.channels.base import Channel, Outcome, Recipient
 from pushsvc.core.quiet_hours import parse_span, quiet_until
 from pushsvc.core.retry import ledger_update
 from pushsvc.delivery.messages import load_message
+from pushsvc.metrics import record_outcomes
 from pushsvc.services import Services
 from pushsvc.store.deliveries import Claimed, claim, load_recipients, next_due, release, write_outcomes
 from pushsvc.store.subscribers import now
@@ -37,28 +38,33 @@ def lease_cutoff(svc: Services, at: datetime) -> datetime:
     return at - timedelta(seconds=svc.settings.job_timeout_seconds + 10)
 
 
-async def run_deliver(svc: Services, policy_id: int, channel_name: str, lo: int, hi: int) -> float | None:
-    """Returns seconds until the batch's earliest waiting row (a retry, the end of quiet hours) is
-    due, or None when nothing of the batch is left waiting."""
+async def run_deliver(
+    svc: Services, policy_id: int, channel_name: str, lo: int, hi: int, notice: int = 0
+) -> float | None:
+    """Send a batch of the policy (notice 0) or of one of its lifecycle notices. Returns seconds
+    until the batch's earliest waiting row (a retry, the end of quiet hours) is due, or None when
+    nothing of the batch is left waiting."""
     at = now()
     async with svc.db.write() as conn:
-        claimed = await claim(conn, policy_id, channel_name, lo, hi, at, lease_cutoff(svc, at))
+        claimed = await claim(conn, policy_id, notice, channel_name, lo, hi, at, lease_cutoff(svc, at))
     if claimed:
-        updates = await _send(svc, policy_id, channel_name, claimed, at)
+        updates = await _send(svc, policy_id, notice, channel_name, claimed, at)
     async with svc.db.write() as conn:
         if claimed:
             await write_outcomes(conn, updates)
-        due = await next_due(conn, policy_id, channel_name, lo, hi)
+        due = await next_due(conn, policy_id, notice, channel_name, lo, hi)
+    if claimed:
+        await record_outcomes(svc.redis, channel_name, [u["new_status"] for u in updates])
     return None if due is None else max(0.0, (due - now()).total_seconds())
 
 
 async def _send(
-    svc: Services, policy_id: int, channel_name: str, claimed: list[Claimed], at: datetime
+    svc: Services, policy_id: int, notice: int, channel_name: str, claimed: list[Claimed], at: datetime
 ) -> list[dict[str, Any]]:
     """Send the claimed rows; returns their ledger updates."""
     channel = svc.channels.get(channel_name)
     try:
-        message = await load_message(svc, policy_id)
+        message = await load_message(svc, policy_id, notice)
         async with svc.db.read() as conn:
             recipients, gone = await load_recipients(conn, claimed, channel_name)
         outcomes: list[Outcome] = [Outcome(d, "failed", "unsubscribed before sending") for d in gone]

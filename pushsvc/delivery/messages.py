@@ -1,14 +1,56 @@
-"""A stored policy turned into the channel-neutral message the channels render."""
+"""A stored policy, or one of its lifecycle notices, turned into the channel-neutral message the
+channels render."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from pushsvc.channels.base import PolicyMessage
 from pushsvc.services import Services
 from pushsvc.store.departments import department_by_id
-from pushsvc.store.policies import get_policy
+from pushsvc.store.policies import get_notice, get_policy
 from pushsvc.store.short_links import code_for
+
+DATE_FIELDS = frozenset({"produced_on", "effective_on", "expires_on"})
+
+
+@dataclass(frozen=True)
+class NoticeMessage(PolicyMessage):
+    """A policy's lifecycle notice (`kind` policy_revised, policy_repealed or policy_lapsed) for the
+    people who received it: the policy as it is now, and what the notice adds to it."""
+
+    notice: int = 0
+    changes: tuple[dict[str, Any], ...] = ()  # revised: {field, before?, after?}
+    reason: str = ""  # repealed
+    repealed_on: date | None = None  # repealed
+
+    @property
+    def key(self) -> str:
+        # Not the policy's key: its renderings and the notice's must not share a cache entry.
+        return f"policy:{self.policy_id}:notice:{self.notice}"
+
+
+def _as_date(value: Any) -> Any:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def notice_message(message: PolicyMessage, notice: dict[str, Any]) -> NoticeMessage:
+    """`notice` as stored (policy_notices): its details are JSON, so dates come back as text."""
+    details = notice["details"]
+    changes = tuple(
+        {k: _as_date(v) if k in ("before", "after") and change["field"] in DATE_FIELDS else v
+         for k, v in change.items()}
+        for change in details.get("changes", ())
+    )
+    return NoticeMessage(
+        **{**vars(message), "kind": f"policy_{notice['kind']}"},
+        notice=notice["seq"],
+        changes=changes,
+        reason=details.get("reason", ""),
+        repealed_on=_as_date(details.get("repealed_on")),
+    )
 
 
 def policy_path(policy_id: int) -> str:
@@ -43,12 +85,17 @@ def policy_message(svc: Services, policy: dict[str, Any], department: str, code:
     )
 
 
-async def load_message(svc: Services, policy_id: int) -> PolicyMessage | None:
+async def load_message(svc: Services, policy_id: int, notice: int = 0) -> PolicyMessage | None:
+    """The policy's message (notice 0) or its n-th notice's; None if either is gone."""
     async with svc.db.read() as conn:
         policy = await get_policy(conn, policy_id)
         if policy is None:
             return None
         department = await department_by_id(conn, policy["department_id"])
         code = await code_for(conn, policy_path(policy_id))
+        told = await get_notice(conn, policy_id, notice) if notice else None
     assert code is not None, "a short link is issued with every policy"
-    return policy_message(svc, policy, department["name"] if department else "", code)
+    message = policy_message(svc, policy, department["name"] if department else "", code)
+    if not notice:
+        return message
+    return notice_message(message, told) if told else None

@@ -29,13 +29,13 @@ async def run_sweep(svc: Services) -> int:
             enqueued += 1
         size = svc.settings.fanout_batch_size
         group: list[int] = []
-        key: tuple[int, str] | None = None
-        async for policy_id, channel, sid in stale_work(conn, stale_before, lease_cutoff(svc, stale_before)):
-            if key != (policy_id, channel) or len(group) == size:
+        key: tuple[int, int, str] | None = None
+        async for policy_id, notice, channel, sid in stale_work(conn, stale_before, lease_cutoff(svc, stale_before)):
+            if key != (policy_id, notice, channel) or len(group) == size:
                 if group and key:
                     await _enqueue_range(svc, key, group, tag)
                     enqueued += 1
-                key, group = (policy_id, channel), []
+                key, group = (policy_id, notice, channel), []
             group.append(sid)
         if group and key:
             await _enqueue_range(svc, key, group, tag)
@@ -43,7 +43,8 @@ async def run_sweep(svc: Services) -> int:
     return enqueued
 
 
-async def _enqueue_range(svc: Services, key: tuple[int, str], sids: list[int], tag: str) -> None:
-    policy_id, channel = key
+async def _enqueue_range(svc: Services, key: tuple[int, int, str], sids: list[int], tag: str) -> None:
+    policy_id, notice, channel = key
     lo, hi = sids[0], sids[-1]
-    await enqueue_deliver(svc.redis, policy_id, channel, lo, hi, job_id=f"{deliver_job_id(policy_id, channel, lo, hi)}:{tag}")
+    await enqueue_deliver(svc.redis, policy_id, channel, lo, hi, notice=notice,
+                          job_id=f"{deliver_job_id(policy_id, channel, lo, hi, notice)}:{tag}")

@@ -1,4 +1,5 @@
-"""The delivery ledger: bulk inserts, claims, outcomes, and finding work left behind."""
+"""The delivery ledger: bulk inserts, claims, outcomes, lifecycle notices, digests' rows, and
+finding work left behind."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.channels.base import Recipient
-from pushsvc.store.schema import deliveries, subscriber_channels, subscribers
+from pushsvc.store.schema import UTCDateTime, deliveries, policy_notices, subscriber_channels, subscribers
 
 D = deliveries.c
 S = subscribers.c
+RECEIVED = ("sent", "delivered")
+_IN_CHUNK = 1000  # ids per IN list: far below either backend's limit on bound parameters
 
 
 def insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table) -> Any:
@@ -37,7 +40,8 @@ class Claimed:
 
 
 async def claim(
-    conn: AsyncConnection, policy_id: int, channel: str, lo: int, hi: int, at: datetime, lease_expired_before: datetime
+    conn: AsyncConnection, policy_id: int, notice: int, channel: str, lo: int, hi: int, at: datetime,
+    lease_expired_before: datetime,
 ) -> list[Claimed]:
     """Move a batch's due deliveries to `sending`. Rows still `sending` from a worker that died
     (their lease ran out) are taken again: those, and only those, may be sent twice."""
@@ -49,7 +53,8 @@ async def claim(
     )
     result = await conn.execute(
         sa.update(deliveries)
-        .where(D.policy_id == policy_id, D.channel == channel, D.subscriber_id.between(lo, hi), due)
+        .where(D.policy_id == policy_id, D.notice == notice, D.channel == channel, D.subscriber_id.between(lo, hi),
+               due)
         # Taking a row held for quiet hours or pacing again is not a new attempt at sending it.
         .values(status="sending", attempts=D.attempts + sa.case((D.status == "held", 0), else_=1), updated_at=at)
         .returning(D.id, D.subscriber_id, D.attempts)
@@ -112,11 +117,14 @@ async def write_outcomes(conn: AsyncConnection, updates: Sequence[dict[str, Any]
     await conn.execute(stmt, list(updates))
 
 
-async def next_due(conn: AsyncConnection, policy_id: int, channel: str, lo: int, hi: int) -> datetime | None:
+async def next_due(
+    conn: AsyncConnection, policy_id: int, notice: int, channel: str, lo: int, hi: int
+) -> datetime | None:
     """When the earliest row of a batch waiting for a retry or the end of quiet hours is due."""
     result = await conn.execute(
         sa.select(sa.func.min(D.next_attempt_at)).where(
             D.policy_id == policy_id,
+            D.notice == notice,
             D.channel == channel,
             D.subscriber_id.between(lo, hi),
             D.status.in_(["queued", "held"]),
@@ -138,8 +146,8 @@ async def release(conn: AsyncConnection, delivery_ids: Sequence[int], at: dateti
 
 async def stale_work(
     conn: AsyncConnection, queued_before: datetime, sending_before: datetime
-) -> AsyncIterator[tuple[int, str, int]]:
-    """(policy, channel, subscriber) of deliveries nobody seems to be working on, in order."""
+) -> AsyncIterator[tuple[int, int, str, int]]:
+    """(policy, notice, channel, subscriber) of deliveries nobody seems to be working on, in order."""
     stale = sa.or_(
         sa.and_(
             D.status == "queued",
@@ -150,10 +158,126 @@ async def stale_work(
         sa.and_(D.status == "sending", D.updated_at < sending_before),
     )
     query = (
-        sa.select(D.policy_id, D.channel, D.subscriber_id)
+        sa.select(D.policy_id, D.notice, D.channel, D.subscriber_id)
         .where(D.status.in_(["queued", "sending", "held"]), stale)
-        .order_by(D.policy_id, D.channel, D.subscriber_id)
+        .order_by(D.policy_id, D.notice, D.channel, D.subscriber_id)
     )
     result = await conn.stream(query.execution_options(yield_per=5000))
     async for row in result:
-        yield row.policy_id, row.channel, row.subscriber_id
+        yield row.policy_id, row.notice, row.channel, row.subscriber_id
+
+
+# -- lifecycle notices ---------------------------------------------------------------------------
+
+
+async def insert_notice(
+    conn: AsyncConnection, policy_id: int, kind: str, revision: int, details: dict[str, Any], at: datetime
+) -> int | None:
+    """Record the policy's next notice and queue it for everyone who received the policy, on the
+    channel they received it: one INSERT ... SELECT from the ledger. None, and nothing written, when
+    the policy reached nobody. Call after locking the policy row (an UPDATE of it) in the same
+    transaction, so that two notices cannot take the same number."""
+    received = sa.and_(D.policy_id == policy_id, D.notice == 0, D.status.in_(RECEIVED))
+    if not (await conn.execute(sa.select(sa.exists().where(received)))).scalar():
+        return None
+    last = await conn.execute(
+        sa.select(sa.func.max(policy_notices.c.seq)).where(policy_notices.c.policy_id == policy_id)
+    )
+    seq = (last.scalar() or 0) + 1
+    await conn.execute(sa.insert(policy_notices).values(
+        policy_id=policy_id, seq=seq, kind=kind, revision=revision, details=details, created_at=at
+    ))
+    stamp = sa.literal(at, UTCDateTime())
+    await conn.execute(sa.insert(deliveries).from_select(
+        ["policy_id", "notice", "subscriber_id", "channel", "status", "attempts", "created_at", "updated_at"],
+        sa.select(D.policy_id, sa.literal(seq, sa.SmallInteger()), D.subscriber_id, D.channel,
+                  sa.literal("queued"), sa.literal(0, sa.SmallInteger()), stamp, stamp).where(received),
+    ))
+    return seq
+
+
+async def notice_recipients(conn: AsyncConnection, policy_id: int, seq: int) -> AsyncIterator[tuple[int, str]]:
+    """(subscriber, channel) of a notice's rows, in subscriber order."""
+    result = await conn.stream(
+        sa.select(D.subscriber_id, D.channel)
+        .where(D.policy_id == policy_id, D.notice == seq)
+        .order_by(D.subscriber_id)
+        .execution_options(yield_per=5000)
+    )
+    async for row in result:
+        yield row.subscriber_id, row.channel
+
+
+async def cancel_unsent(conn: AsyncConnection, policy_id: int, reason: str, at: datetime) -> None:
+    """A policy no longer in force is not pushed as news: what still waits to be sent (digest
+    rows too) fails with `reason`. Rows already being sent are not stopped."""
+    await conn.execute(
+        sa.update(deliveries)
+        .where(D.policy_id == policy_id, D.status.in_(["queued", "held"]))
+        .values(status="failed", error=reason, next_attempt_at=None, updated_at=at)
+    )
+
+
+# -- digests -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A policy held in the ledger for a subscriber's digest."""
+
+    delivery_id: int
+    subscriber_id: int
+    channel: str
+    policy_id: int
+    attempts: int
+    created_at: datetime
+    frequency: str
+
+
+def _waiting(frequencies: Sequence[str], before: datetime) -> sa.ColumnElement[bool]:
+    # Held with no next_attempt_at: waiting for a digest, not for the end of quiet hours.
+    return sa.and_(D.notice == 0, D.status == "held", D.next_attempt_at.is_(None), D.created_at < before,
+                   S.frequency.in_(list(frequencies)))
+
+
+async def digest_subscribers(
+    conn: AsyncConnection, frequencies: Sequence[str], before: datetime, after: int, limit: int
+) -> list[int]:
+    """The next `limit` subscribers (ids above `after`) with rows held for a digest since before `before`."""
+    rows = await conn.execute(
+        sa.select(D.subscriber_id)
+        .join(subscribers, S.id == D.subscriber_id)
+        .where(_waiting(frequencies, before), D.subscriber_id > after)
+        .group_by(D.subscriber_id)
+        .order_by(D.subscriber_id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def waiting_for_digest(
+    conn: AsyncConnection, frequencies: Sequence[str], before: datetime, lo: int, hi: int
+) -> list[Waiting]:
+    rows = await conn.execute(
+        sa.select(D.id, D.subscriber_id, D.channel, D.policy_id, D.attempts, D.created_at, S.frequency)
+        .join(subscribers, S.id == D.subscriber_id)
+        .where(_waiting(frequencies, before), D.subscriber_id.between(lo, hi))
+        .order_by(D.subscriber_id, D.channel, D.policy_id)
+    )
+    return [Waiting(*row) for row in rows]
+
+
+async def claim_for_digest(conn: AsyncConnection, delivery_ids: Sequence[int], at: datetime) -> set[int]:
+    """Move held digest rows to `sending` (an attempt); returns those taken. A row another run
+    took first is not returned."""
+    taken: set[int] = set()
+    for start in range(0, len(delivery_ids), _IN_CHUNK):
+        result = await conn.execute(
+            sa.update(deliveries)
+            .where(D.id.in_(list(delivery_ids[start : start + _IN_CHUNK])), D.status == "held",
+                   D.next_attempt_at.is_(None))
+            .values(status="sending", attempts=D.attempts + 1, updated_at=at)
+            .returning(D.id)
+        )
+        taken.update(result.scalars())
+    return taken

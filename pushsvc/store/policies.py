@@ -1,19 +1,32 @@
-"""Policies, their delivery figures, and Idempotency-Key records."""
+"""Policies, their revisions and lifecycle, their delivery figures, and Idempotency-Key records."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pushsvc.store.schema import deliveries, idempotency_keys, policies
+from pushsvc.store.schema import (
+    deliveries,
+    departments,
+    idempotency_keys,
+    policies,
+    policy_notices,
+    policy_revisions,
+    short_links,
+)
 from pushsvc.store.subscribers import now
 
 P = policies.c
 D = deliveries.c
+N = policy_notices.c
 STATUSES = ("queued", "sending", "sent", "delivered", "failed", "held")
+# A policy can be revised until it is no longer in force; repealed only when no fan-out is running
+# (a running one would go on sending it).
+REVISABLE_STATUSES = ("scheduled", "publishing", "published")
+REPEALABLE_STATUSES = ("scheduled", "published")
 
 
 async def insert_policy(conn: AsyncConnection, department_id: int, fields: dict[str, Any], status: str) -> int:
@@ -31,18 +44,103 @@ async def get_policy(conn: AsyncConnection, policy_id: int) -> dict[str, Any] | 
     return dict(row) if row else None
 
 
-async def set_status(conn: AsyncConnection, policy_id: int, status: str, **extra: Any) -> None:
-    await conn.execute(sa.update(policies).where(P.id == policy_id).values(status=status, updated_at=now(), **extra))
+async def set_status(conn: AsyncConnection, policy_id: int, status: str, *, expect: str | None = None,
+                     **extra: Any) -> bool:
+    """With `expect`, only from that status (a repeal may have come first); returns whether it moved."""
+    query = sa.update(policies).where(P.id == policy_id)
+    if expect is not None:
+        query = query.where(P.status == expect)
+    result = await conn.execute(query.values(status=status, updated_at=now(), **extra))
+    return result.rowcount > 0
 
 
-async def delivery_counts(conn: AsyncConnection, policy_id: int, channels: list[str]) -> dict[str, dict[str, int]]:
-    counts = {ch: dict.fromkeys(STATUSES, 0) for ch in channels}
+async def delivery_counts(
+    conn: AsyncConnection, policy_id: int, channels: list[str]
+) -> dict[int, dict[str, dict[str, int]]]:
+    """notice -> channel -> status -> count; notice 0 (the policy itself) always has every channel."""
+    counts: dict[int, dict[str, dict[str, int]]] = {0: {ch: dict.fromkeys(STATUSES, 0) for ch in channels}}
     rows = await conn.execute(
-        sa.select(D.channel, D.status, sa.func.count()).where(D.policy_id == policy_id).group_by(D.channel, D.status)
+        sa.select(D.notice, D.channel, D.status, sa.func.count())
+        .where(D.policy_id == policy_id)
+        .group_by(D.notice, D.channel, D.status)
     )
-    for channel, status, n in rows:
-        counts.setdefault(channel, dict.fromkeys(STATUSES, 0))[status] = n
+    for notice, channel, status, n in rows:
+        counts.setdefault(notice, {}).setdefault(channel, dict.fromkeys(STATUSES, 0))[status] = n
     return counts
+
+
+async def revisions(conn: AsyncConnection, policy_id: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        sa.select(policy_revisions).where(policy_revisions.c.policy_id == policy_id)
+        .order_by(policy_revisions.c.revision)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def notices(conn: AsyncConnection, policy_id: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(sa.select(policy_notices).where(N.policy_id == policy_id).order_by(N.seq))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def get_notice(conn: AsyncConnection, policy_id: int, seq: int) -> dict[str, Any] | None:
+    row = (await conn.execute(sa.select(policy_notices).where(N.policy_id == policy_id, N.seq == seq))).mappings().first()
+    return dict(row) if row else None
+
+
+async def revise_policy(
+    conn: AsyncConnection, policy: dict[str, Any], values: dict[str, Any], changes: list[dict[str, Any]]
+) -> bool:
+    """Apply `values` as the next revision of `policy` (as read) and record what changed. False if
+    the policy moved on since it was read (revised, repealed or lapsed meanwhile)."""
+    at = now()
+    revision = policy["revision"] + 1
+    result = await conn.execute(
+        sa.update(policies)
+        .where(P.id == policy["id"], P.revision == policy["revision"], P.status.in_(REVISABLE_STATUSES))
+        .values(revision=revision, updated_at=at, **values)
+    )
+    if result.rowcount == 0:
+        return False
+    await conn.execute(
+        sa.insert(policy_revisions).values(policy_id=policy["id"], revision=revision, changes=changes, created_at=at)
+    )
+    return True
+
+
+async def repeal_policy(conn: AsyncConnection, policy_id: int, reason: str, repealed_on: date) -> bool:
+    result = await conn.execute(
+        sa.update(policies)
+        .where(P.id == policy_id, P.status.in_(REPEALABLE_STATUSES))
+        .values(status="repealed", repealed_on=repealed_on, repeal_reason=reason, updated_at=now())
+    )
+    return result.rowcount > 0
+
+
+async def listing(conn: AsyncConnection, paths: dict[int, str]) -> dict[int, dict[str, Any]]:
+    """What a digest lists of each policy: id -> title, doc_number, status, department and the short
+    code of its page (`paths`: policy id -> page path)."""
+    rows = await conn.execute(
+        sa.select(P.id, P.title, P.doc_number, P.status, departments.c.name.label("department"))
+        .join(departments, departments.c.id == P.department_id)
+        .where(P.id.in_(list(paths)))
+    )
+    found = {r.id: dict(r._mapping) for r in rows}
+    codes = dict((await conn.execute(
+        sa.select(short_links.c.target, short_links.c.code).where(short_links.c.target.in_(list(paths.values())))
+    )).all())
+    for policy_id, row in found.items():
+        row["code"] = codes.get(paths[policy_id])
+    return found
+
+
+async def due_lapses(conn: AsyncConnection, today: date) -> list[dict[str, Any]]:
+    """Published policies whose last day in force (expires_on) is over."""
+    rows = await conn.execute(
+        sa.select(P.id, P.revision, P.expires_on, P.notify_on_lapse)
+        .where(P.status == "published", P.expires_on < today)
+        .order_by(P.id)
+    )
+    return [dict(r) for r in rows.mappings()]
 
 
 async def list_deliveries(
@@ -53,10 +151,13 @@ async def list_deliveries(
     channel: str | None,
     after_id: int,
     limit: int,
+    notice: int | None = None,
 ) -> list[dict[str, Any]]:
-    query = sa.select(D.id, D.subscriber_id, D.channel, D.status, D.attempts, D.error, D.updated_at).where(
+    query = sa.select(D.id, D.notice, D.subscriber_id, D.channel, D.status, D.attempts, D.error, D.updated_at).where(
         D.policy_id == policy_id, D.id > after_id
     )
+    if notice is not None:
+        query = query.where(D.notice == notice)
     if status:
         query = query.where(D.status == status)
     if channel:

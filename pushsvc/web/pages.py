@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,12 @@ from aiohttp import web
 
 from pushsvc.api.problems import Problem
 from pushsvc.api.routing import endpoint, path_id, read_body, services
+from pushsvc.core.quiet_hours import LOCAL_ZONE
+from pushsvc.core.timeliness import went_public
 from pushsvc.core.tokens import BadToken, read_unsubscribe_token
+from pushsvc.delivery.notices import LONG_FIELDS
 from pushsvc.store.departments import department_by_id
-from pushsvc.store.policies import get_policy
+from pushsvc.store.policies import get_policy, revisions
 from pushsvc.store.subscribers import remove_channel
 
 # No script, nothing from elsewhere, no framing: the pages work without JavaScript anyway.
@@ -23,7 +27,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-PUBLIC_STATUSES = ("publishing", "published")
+# A policy no longer in force stays public: people who were told of it look it up, and the page says so.
+PUBLIC_STATUSES = ("publishing", "published", "repealed", "lapsed")
 _environments: dict[Path, jinja2.Environment] = {}
 
 
@@ -62,11 +67,18 @@ async def policy_page(request: web.Request) -> web.Response:
     async with svc.db.read() as conn:
         policy = await get_policy(conn, policy_id)
         department = await department_by_id(conn, policy["department_id"]) if policy else None
+        history = await revisions(conn, policy_id) if policy else []
     if policy is None or policy["status"] not in PUBLIC_STATUSES:
         return message_page(request, 404, "未找到 Not found", "没有这项政策。No such policy.")
     domain = svc.catalogue.domains.get(policy["domain"])
     return page(request, "policy.html", policy=policy, department=department["name"] if department else "",
-                domain=domain.label.get("zh-CN") if domain else policy["domain"])
+                domain=domain.label.get("zh-CN") if domain else policy["domain"],
+                first_at=_local(went_public(policy["publish_at"], policy["created_at"])),
+                revisions=[{**r, "at": _local(r["created_at"])} for r in history], long_fields=LONG_FIELDS)
+
+
+def _local(at: datetime) -> str:
+    return at.astimezone(LOCAL_ZONE).strftime("%Y-%m-%d %H:%M")
 
 
 def _unsubscribe_target(request: web.Request) -> tuple[int, str] | web.Response:
