@@ -1,0 +1,108 @@
+"""The dead-letter view: failed deliveries across a department's policies, with why and whether
+trying again can help; and trying the temporary failures of a policy again."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+from itertools import groupby
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from pushsvc.api.auth import caller
+from pushsvc.api.policies import CHANNELS, own_policy
+from pushsvc.api.problems import Problem
+from pushsvc.api.reports import DEPARTMENT_ID, department_scope
+from pushsvc.api.routing import CURSOR, LIMIT, Param, after_cursor, endpoint, int_param, json_response, next_cursor, services
+from pushsvc.core.errors import FieldError
+from pushsvc.core.figures import failure_reason
+from pushsvc.jobs import deliver_job_id, enqueue_deliver
+from pushsvc.services import Services
+from pushsvc.store.dead_letters import department_deliveries, failed_count, requeue_temporary
+from pushsvc.store.policies import STATUSES
+from pushsvc.store.subscribers import now
+
+log = logging.getLogger(__name__)
+
+
+class LedgerItem(BaseModel):
+    id: int
+    policy_id: int
+    notice: int = Field(description="0: the policy's own message; n > 0: its n-th lifecycle notice")
+    subscriber_id: int
+    channel: str
+    status: str
+    attempts: int
+    error: str | None
+    reason: str | None = Field(description="the error's short code, as the report groups failures")
+    retryable: bool = Field(description="a temporary failure that ran out of attempts: retry-failed sends it again")
+    updated_at: datetime
+
+
+class LedgerPage(BaseModel):
+    items: list[LedgerItem]
+    next_cursor: str | None
+
+
+class RetryFailedOut(BaseModel):
+    requeued: int = Field(description="temporary failures queued again (lifecycle notices included), with a fresh set of attempts")
+    by_channel: dict[str, int]
+    still_failed: int = Field(description="permanent failures, left as they are")
+
+
+@endpoint("GET", "/v1/deliveries", summary="Deliveries across the department's policies by status: the dead letters with status=failed",
+          tag="deliveries", auth="department_or_admin", response=LedgerPage, errors=(401, 403, 422),
+          query=(Param("status", "default failed", schema={"type": "string", "enum": list(STATUSES)}),
+                 Param("channel", "filter by channel", schema={"type": "string", "enum": list(CHANNELS)}),
+                 DEPARTMENT_ID, LIMIT, CURSOR))
+async def list_deliveries(request: web.Request) -> web.Response:
+    status = request.query.get("status") or "failed"
+    channel = request.query.get("channel") or None
+    if status not in STATUSES:
+        raise Problem(422, "unknown status", [FieldError("status", f"must be one of {', '.join(STATUSES)}")])
+    if channel is not None and channel not in CHANNELS:
+        raise Problem(422, "unknown channel", [FieldError("channel", f"must be one of {', '.join(CHANNELS)}")])
+    department_id = department_scope(request, caller(request), admin_must_name=False)
+    limit = int_param(request, "limit", 100, lo=1, hi=1000)
+    async with services(request).db.read() as conn:
+        rows = await department_deliveries(conn, department_id, status=status, channel=channel,
+                                           after_id=after_cursor(request), limit=limit + 1)
+    items = []
+    for row in rows[:limit]:
+        reason, retryable = failure_reason(row["error"]) if row["status"] == "failed" else (None, False)
+        items.append(LedgerItem(**row, reason=reason, retryable=retryable))
+    more = len(rows) > limit
+    return json_response(LedgerPage(items=items, next_cursor=next_cursor(items[-1].id) if more else None))
+
+
+@endpoint("POST", "/v1/policies/{id}/retry-failed", summary="Send the policy's temporary failures again (permanent ones stay failed)",
+          tag="deliveries", auth="department_or_admin", response=RetryFailedOut, status=202, errors=(401, 404))
+async def retry_failed(request: web.Request) -> web.Response:
+    svc = services(request)
+    policy = await own_policy(request)
+    at = now()
+    async with svc.db.write() as conn:
+        requeued = await requeue_temporary(conn, policy["id"], at)
+        left = await failed_count(conn, policy["id"])
+    try:
+        await _enqueue(svc, policy["id"], requeued, at)
+    except Exception:
+        # The rows are queued in the database: the sweeper enqueues them once Redis is back.
+        log.warning("policy %s: %d deliveries requeued but not enqueued now", policy["id"], len(requeued), exc_info=True)
+    by_channel = Counter(channel for _, channel, _ in requeued)
+    return json_response(RetryFailedOut(requeued=len(requeued), by_channel=dict(by_channel), still_failed=left), status=202)
+
+
+async def _enqueue(svc: Services, policy_id: int, requeued: list[tuple[int, str, int]], at: datetime) -> None:
+    """One deliver job per notice, channel and batch of subscribers, as the fan-out makes them; the
+    ids carry the moment, so a job of the same range kept from the first sending does not swallow it."""
+    size = svc.settings.fanout_batch_size
+    tag = f"retry{int(at.timestamp() * 1000)}"
+    for (notice, channel), rows in groupby(requeued, key=lambda row: row[:2]):
+        sids = [sid for _, _, sid in rows]
+        for i in range(0, len(sids), size):
+            lo, hi = sids[i], sids[min(i + size, len(sids)) - 1]
+            await enqueue_deliver(svc.redis, policy_id, channel, lo, hi, notice=notice,
+                                  job_id=f"{deliver_job_id(policy_id, channel, lo, hi, notice)}:{tag}")
