@@ -136,8 +136,12 @@ wait_until() {
 
 # The browser tests drive Debian's Chromium; Playwright's own browser download is not used.
 CHROMIUM="${PUSHSVC_CHROMIUM:-/usr/bin/chromium}"
+# A CJK font too: without one the screenshots show Chinese as empty boxes.
 ensure_chromium() {
-  [ -x "$CHROMIUM" ] && return 0
-  is_root || die "the browser tests need Chromium. Run: sudo apt-get install -y chromium, then run this again."
-  apt_install chromium
+  local missing=()
+  [ -x "$CHROMIUM" ] || missing+=(chromium)
+  [ -n "$(fc-list :lang=zh 2>/dev/null)" ] || missing+=(fonts-wqy-zenhei)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  is_root || die "the browser tests need ${missing[*]}. Run: sudo apt-get install -y ${missing[*]}, then run this again."
+  apt_install "${missing[@]}"
 }

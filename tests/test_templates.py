@@ -37,7 +37,7 @@ PARTS = {
 }
 # These have every part in every channel and locale. The case kinds belong to the case-progress work.
 COMPLETE_KINDS = ("policy", "policy_revised", "policy_repealed", "policy_lapsed", "digest", "confirmation")
-KNOWN_KINDS = (*COMPLETE_KINDS, "case_update", "case_alert")
+KNOWN_KINDS = (*COMPLETE_KINDS, "case_update", "case_alert", "manage_link")  # manage_link: e-mail and SMS
 SUBJECT_LACKS = {"recipient_name", "unsubscribe_url"}  # the subject is the same for every recipient
 WECHAT_FIELDS = {"thing1", "thing2", "thing3", "time4"}  # the one approved template's fields
 

@@ -77,7 +77,8 @@ def attribute_row(sid: int, audience: str, name: str, value: Any) -> dict[str, A
 
 
 async def _write_children(
-    conn: AsyncConnection, pairs: Sequence[tuple[int, NewSubscriber]], source: str, at: datetime
+    conn: AsyncConnection, pairs: Sequence[tuple[int, NewSubscriber]], source: str, at: datetime,
+    channels_on: bool = True,
 ) -> None:
     audience_rows = [{"subscriber_id": sid, "audience": slug} for sid, sub in pairs for slug in sub.audiences]
     attribute_rows = [
@@ -87,7 +88,7 @@ async def _write_children(
         for name, value in attrs.items()
     ]
     domain_rows = [{"subscriber_id": sid, "domain": d} for sid, sub in pairs for d in sub.domains]
-    channel_rows = [{"subscriber_id": sid, "channel": ch} for sid, sub in pairs for ch in sub.channels]
+    channel_rows = [{"subscriber_id": sid, "channel": ch} for sid, sub in pairs for ch in sub.channels if channels_on]
     consent_rows = [
         {
             "subscriber_id": sid,
@@ -116,15 +117,18 @@ async def insert_subscribers(
     status: str,
     source: str,
     department_id: int | None,
+    channels_on: bool = True,
 ) -> list[int]:
-    """Insert new subscribers (already checked for duplicates) with all their child rows."""
+    """Insert new subscribers (already checked for duplicates) with all their child rows.
+    `channels_on=False`: the consent records the channels asked for, but none is on until its
+    contact is confirmed (the public subscribe page)."""
     if not subs:
         return []
     at = now()
     rows = [_subscriber_row(sub, status, department_id, at) for sub in subs]
     result = await conn.execute(sa.insert(subscribers).returning(S.id, sort_by_parameter_order=True), rows)
     ids = [row[0] for row in result]
-    await _write_children(conn, list(zip(ids, subs)), source, at)
+    await _write_children(conn, list(zip(ids, subs)), source, at, channels_on)
     return ids
 
 
@@ -157,6 +161,20 @@ async def merge_into(conn: AsyncConnection, sid: int, sub: NewSubscriber, source
         channels=tuple(c for c in sub.channels if c not in have_channels),
     )
     await _write_children(conn, [(sid, extra)], source, at)
+
+
+async def replace_choices(conn: AsyncConnection, sid: int, sub: NewSubscriber, source: str) -> None:
+    """Make `sub`'s contacts and choices the subscriber's own: groups, attributes and domains
+    replaced whole, the consent to its channels recorded. Channel rows are left to the caller:
+    a channel comes on only once its contact is proven (the self-service pages)."""
+    at = now()
+    current = (await conn.execute(sa.select(S.status, S.department_id).where(S.id == sid))).one()
+    fresh = _subscriber_row(sub, current.status, current.department_id, at)
+    del fresh["created_at"]
+    await conn.execute(sa.update(subscribers).where(S.id == sid).values(**fresh))
+    for table in (subscriber_attributes, subscriber_audiences, subscriber_domains):
+        await conn.execute(sa.delete(table).where(table.c.subscriber_id == sid))
+    await _write_children(conn, [(sid, sub)], source, at, channels_on=False)
 
 
 @dataclass

@@ -1,0 +1,107 @@
+"""One-time SMS codes in Redis, and the limits that keep the public pages from being used to flood
+someone's phone or mailbox.
+
+A code lives under the keyed digest of its number (no phone number in Redis keys) as a hash of
+its keyed hash, the subscriber it proves and the attempts made, and expires with `CODE_TTL`. A
+new code for a number replaces the old one. Checking is one Lua script: a right code is consumed
+at once (two concurrent checks cannot both win), a wrong one counts, the last wrong one deletes it.
+
+Limits use the shared sliding-window limiter: messages a contact may be sent in an hour (a code
+or a link), requests one client address may make in an hour, and code checks per client address
+(each code allows only `CODE_ATTEMPTS`, but one client could try many numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from redis.asyncio import Redis
+
+from pushsvc.core.verification import CODE_ATTEMPTS, CODE_TTL, ContactKeys, new_code
+from pushsvc.ratelimit import Rate, RateLimiter
+
+MESSAGES_PER_CONTACT = Rate(5, 3600)
+REQUESTS_PER_CLIENT = Rate(30, 3600)
+CHECKS_PER_CLIENT = Rate(30, 3600)
+_NAMESPACE = "selfservice"
+
+# KEYS[1]: the code's hash. ARGV: the hash of the code typed, the attempts allowed.
+# Returns {1, subscriber id} right; {2, attempts left} wrong; {0, 0} no code (expired, used, spent).
+_CHECK = """
+local stored = redis.call('HGET', KEYS[1], 'h')
+if not stored then return {0, 0} end
+if stored == ARGV[1] then
+  local sid = redis.call('HGET', KEYS[1], 's')
+  redis.call('DEL', KEYS[1])
+  return {1, tonumber(sid)}
+end
+local left = tonumber(ARGV[2]) - redis.call('HINCRBY', KEYS[1], 'a', 1)
+if left <= 0 then redis.call('DEL', KEYS[1]) end
+return {2, left}
+"""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """`who`: the contact has had its messages for the hour, or the client its requests."""
+
+    who: Literal["contact", "client"]
+    retry_after: float
+
+
+@dataclass(frozen=True)
+class Checked:
+    """`ok` with the subscriber it proves; `wrong` with attempts left; `none`: no live code."""
+
+    result: Literal["ok", "wrong", "none"]
+    subscriber_id: int = 0
+    attempts_left: int = 0
+
+
+class Codes:
+    def __init__(self, redis: Redis, keys: ContactKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._limiter = RateLimiter(redis, _NAMESPACE)
+        self._check = redis.register_script(_CHECK)
+
+    def _key(self, phone: str) -> str:
+        return f"{_NAMESPACE}:code:{self._keys.digest(phone)}"
+
+    async def may_send(self, contact: str, client: str) -> Refused | None:
+        """Take one message for `contact` (a phone number or e-mail address) requested by `client`,
+        or say who is over their limit. Asked the same way for contacts we know and don't."""
+        taken = await self._limiter.reserve(f"client:{client}", REQUESTS_PER_CLIENT)
+        if not taken.granted:
+            return Refused("client", taken.wait)
+        taken = await self._limiter.reserve(f"contact:{self._keys.digest(contact)}", MESSAGES_PER_CONTACT)
+        if not taken.granted:
+            return Refused("contact", taken.wait)
+        return None
+
+    async def may_check(self, client: str) -> Refused | None:
+        taken = await self._limiter.reserve(f"check:{client}", CHECKS_PER_CLIENT)
+        return None if taken.granted else Refused("client", taken.wait)
+
+    async def issue(self, phone: str, subscriber_id: int) -> str:
+        """A fresh code for `phone` proving `subscriber_id`; the one before it stops working."""
+        code = new_code()
+        key = self._key(phone)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping={"h": self._keys.code_hash(phone, code), "s": subscriber_id, "a": 0})
+            pipe.expire(key, int(CODE_TTL.total_seconds()))
+            await pipe.execute()
+        return code
+
+    async def check(self, phone: str, code: str) -> Checked:
+        kind, value = await self._check(keys=[self._key(phone)], args=[self._keys.code_hash(phone, code), CODE_ATTEMPTS])
+        if kind == 1:
+            return Checked("ok", subscriber_id=int(value))
+        if kind == 2:
+            return Checked("wrong", attempts_left=max(0, int(value)))
+        return Checked("none")
+
+    async def forget(self, phone: str) -> None:
+        await self._redis.delete(self._key(phone))

@@ -1,0 +1,100 @@
+"""What every self-service page shares: the page's language (zh-CN unless `lang` says otherwise,
+the other two one click away), reading a posted form, and rendering with the words, the language
+links and a CSRF token for the page's forms."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from typing import Any, get_args
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+from redis.exceptions import RedisError
+
+from pushsvc.api.routing import Handler, Param, read_body
+from pushsvc.core.models import Locale
+from pushsvc.core.rendering import DEFAULT_LOCALE
+from pushsvc.web import csrf
+from pushsvc.web.pages import page
+from pushsvc.web.words import LANGUAGE_NAMES, page_words
+
+log = logging.getLogger(__name__)
+LOCALES: tuple[str, ...] = get_args(Locale)
+FORM_MEDIA = "application/x-www-form-urlencoded"
+LANG = Param("lang", "page language: zh-CN (default), zh-HK or en")
+_FORM_BYTES = 64 * 1024  # the largest form (every group's attributes filled in) is a few KiB
+_FORM_FIELDS = 400
+
+
+def locale_of(request: web.Request, fields: MultiDictProxy[str] | MultiDict[str] | None = None,
+              fallback: str = DEFAULT_LOCALE) -> str:
+    """The page's language: `lang` of the posted form or the query, else `fallback`."""
+    wanted = (fields.get("lang") if fields is not None else None) or request.query.get("lang")
+    return wanted if wanted in LOCALES else fallback
+
+
+async def read_form(request: web.Request) -> MultiDict[str]:
+    """The posted urlencoded fields. Anything else (or a malformed body) reads as no fields, which
+    the CSRF check then refuses with the form shown again."""
+    raw = await read_body(request, _FORM_BYTES)
+    try:
+        pairs = parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=_FORM_FIELDS)
+    except ValueError:
+        pairs = []
+    return MultiDict(pairs)
+
+
+def language_links(request: web.Request, locale: str) -> list[dict[str, Any]]:
+    """This page in each language; a GET keeps its query (a QR's pre-filled choices), a POST's
+    answer links to the page's GET."""
+    kept = [(k, v) for k, v in request.query.items() if k != "lang"] if request.method == "GET" else []
+    return [{"code": code, "name": LANGUAGE_NAMES[code], "current": code == locale,
+             "href": f"{request.path}?{urlencode([*kept, ('lang', code)])}"} for code in LOCALES]
+
+
+def render(request: web.Request, template: str, *, locale: str, status: int = 200, form: str | None = None,
+           **context: Any) -> web.Response:
+    """A self-service page in `locale`; `form` names the CSRF form its forms post as."""
+    response = page(
+        request, template, status=status, lang=locale, t=page_words(locale), languages=language_links(request, locale),
+        csrf_field=csrf.FIELD, csrf=csrf.form_token(request, form) if form else "", **context,
+    )
+    csrf.set_cookie(request, response)
+    # Personal data and one-time links: nothing here belongs in a shared cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def notice(request: web.Request, locale: str, status: int, title: str, text: str,
+           links: tuple[tuple[str, str], ...] = ()) -> web.Response:
+    """A page that only says something (`title`, `text` and `links` are words keys), such as an
+    expired link."""
+    t = page_words(locale)
+    return render(request, "notice.html", locale=locale, status=status, title=t[title], text=t[text],
+                  links=[(href, t[key]) for href, key in links])
+
+
+def minutes(seconds: float) -> int:
+    return max(1, math.ceil(seconds / 60))
+
+
+def listed(items: list[str], locale: str) -> str:
+    """"电子邮件、短信" / "E-mail, SMS"."""
+    return (", " if locale == "en" else "、").join(items)
+
+
+def redis_needed(handler: Handler) -> Handler:
+    """For a form whose answer needs Redis (codes, limits, the send queue): while Redis is away,
+    a page saying to try again later (503) instead of an error."""
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RedisError as exc:
+            log.warning("a self-service page answered 503: Redis unavailable (%s)", type(exc).__name__)
+            return notice(request, locale_of(request), 503, "unavailable_title", "unavailable_text")
+
+    return run
