@@ -42,7 +42,7 @@ def settings_env(settings_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 async def gateway(api: Api) -> AsyncIterator[SmsGatewayStub]:
-    # Receipts late enough never to come during a test: cases' receipts are not read (see README).
+    # Receipts late enough never to come during the other tests (test_sms_receipts_reach_case_notifications reads them).
     stub = SmsGatewayStub(SMS_SECRET, "PUSHSVC_POLICY", f"{api.base}/v1/receipts/sms", receipt_delay=300)
     await stub.start()
     yield stub
@@ -243,3 +243,39 @@ async def test_two_workers_200_cases_in_order_once(api: Api, workers: Workers, g
     assert len(received) == n and not wrong, [(k, v) for k, v in wrong.items()][:3]
     sample = next(m["text"] for m in await _stub_messages(api, gateway) if "补正" in m["text"])
     assert "身份证复印件" in sample and "/s/" in sample
+
+
+async def test_sms_receipts_reach_case_notifications(api: Api, workers: Workers, database_url: str) -> None:
+    """The gateway's receipts (signed, posted back to the API) move a case's messages to delivered
+    or failed, like a policy's; the timeline shows it."""
+    stub = SmsGatewayStub(SMS_SECRET, "PUSHSVC_POLICY", f"{api.base}/v1/receipts/sms", receipt_delay=0.3)
+    await stub.start()
+    try:
+        key = (await api.department())["api_key"]
+        for i in (0, 1):
+            status, body = await api.call("POST", "/v1/cases", key, json=case_body(f"R{i}", i))
+            assert status == 201, body
+        async with api.session.post(stub.url + "/_stub/faults", json={"undelivered_numbers": [phone(1)[3:]]}) as r:
+            assert r.status == 200, await r.text()
+        workers.start(PUSHSVC_SMS_URL=stub.url)
+        for i in (0, 1):
+            code, body = await api.call("POST", f"/v1/cases/R{i}/events", key, json=event(f"r{i}", "accepted"))
+            assert code == 202, body
+
+        async def statuses() -> dict[str, str] | None:
+            found = {}
+            for i in (0, 1):
+                _, case = await api.call("GET", f"/v1/cases/R{i}", key)
+                found[f"R{i}"] = case["events"][0]["notifications"]["sms"]
+            return found if "sent" not in found.values() and "queued" not in found.values() else None
+
+        assert await eventually(statuses, timeout=30) == {"R0": "delivered", "R1": "failed"}
+    finally:
+        await stub.stop()
+    engine = create_async_engine(database_url)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(case_notifications.c.status, case_notifications.c.delivered_at,
+                                             case_notifications.c.error).order_by(case_notifications.c.id))).all()
+    await engine.dispose()
+    assert rows[0].status == "delivered" and rows[0].delivered_at is not None
+    assert rows[1].status == "failed" and "not delivered" in rows[1].error

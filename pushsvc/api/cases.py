@@ -14,7 +14,7 @@ from pushsvc.api.routing import CURSOR, LIMIT, after_cursor, next_cursor
 from pushsvc.api.problems import Problem, invalid
 from pushsvc.api.routing import Param, endpoint, int_param, json_body, json_response, parse_model, services
 from pushsvc.cases.messages import case_page_token, case_path, local_date, urls
-from pushsvc.cases.send import enqueue_case
+from pushsvc.cases.send import push_due
 from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.channels.base import Recipient
 from pushsvc.core.case_states import INITIAL, OPEN, allowed_next, can_move
@@ -120,7 +120,8 @@ async def _own_case(conn: AsyncConnection, request: web.Request, lock: bool = Fa
 
 @endpoint("POST", "/v1/cases/{case_no}/events", summary="Post a step of a case: 202 accepted (the applicant is "
           "told), 200 a repeated event_id (nothing sent again), 409 a move the case cannot make", tag="cases",
-          auth="department", body=CaseEventIn, response=CaseEventResult, status=202, errors=(*CASE_ERRORS, 409))
+          auth="department", body=CaseEventIn, response=CaseEventResult, status=202, also=(200,),
+          errors=(*CASE_ERRORS, 409))
 async def post_case_event(request: web.Request) -> web.Response:
     svc = services(request)
     data = parse_model(CaseEventIn, await json_body(request))
@@ -146,7 +147,7 @@ async def post_case_event(request: web.Request) -> web.Response:
         seq = await add_event(conn, case, event, applied, at)
     if applied:
         try:
-            await enqueue_case(svc.redis, case["id"], seq)
+            await push_due(svc.redis, [case["id"]])
         except Exception:
             # The database holds the event; the sweeper enqueues it once Redis is back.
             log.warning("case %s event %s stored but not enqueued now", case["id"], seq, exc_info=True)

@@ -21,7 +21,8 @@ from pushsvc.api.problems import Problem
 from pushsvc.api.routing import endpoint, json_response, parse_model, read_body, services
 from pushsvc.channels.sms import SmsChannel, signature_valid
 from pushsvc.core.identifiers import normalise_phone
-from pushsvc.store.schema import deliveries, subscribers
+from pushsvc.metrics import record_receipts
+from pushsvc.store.schema import case_notifications, deliveries, subscribers
 from pushsvc.store.subscribers import now, remove_channel
 
 STOP_WORDS = frozenset({"R", "TD"})  # 退订 replies mainland gateways recognise
@@ -80,39 +81,53 @@ def is_stop_reply(content: str) -> bool:
     return unicodedata.normalize("NFKC", content).strip().upper() in STOP_WORDS
 
 
-async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: datetime) -> list[str]:
-    """Rows are found by message id first, then one UPDATE per outcome runs for the whole batch by
-    primary key. (Filtering on provider_ref and status in one statement lets SQLite pick the
-    status index and scan every `sent` row per receipt.) Only `sent` rows move, so a receipt
-    repeated, or arriving after another, changes nothing. Returns the message ids not found: a
-    receipt can beat the worker's write of the outcome that holds its id."""
-    d = deliveries.c
-    refs = list({r.message_id for r in receipts})
-    ids: dict[str, int] = {}
+# Where a message id may be: a policy's messages (a digest's id is shared by all its rows), then cases'.
+_LEDGERS = (deliveries, case_notifications)
+
+
+async def _rows_by_ref(conn: AsyncConnection, ledger: sa.Table, refs: list[str]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
     for start in range(0, len(refs), _LOOKUP_CHUNK):
-        found = await conn.execute(
-            sa.select(d.provider_ref, d.id).where(d.provider_ref.in_(refs[start : start + _LOOKUP_CHUNK]),
-                                                  d.channel == SmsChannel.name)
+        rows = await conn.execute(
+            sa.select(ledger.c.provider_ref, ledger.c.id).where(
+                ledger.c.provider_ref.in_(refs[start : start + _LOOKUP_CHUNK]), ledger.c.channel == SmsChannel.name
+            )
         )
-        ids.update({ref: did for ref, did in found})
-    for delivered in (True, False):
-        rows = [
-            {"did": ids[r.message_id], "when": r.reported_at or at,
-             "why": None if delivered else f"not delivered: {r.error_code or 'unknown'}"}
-            for r in receipts
-            if r.delivered is delivered and r.message_id in ids
-        ]
-        if not rows:
-            continue
-        values: dict[str, Any] = {"status": "delivered" if delivered else "failed", "updated_at": at}
-        if delivered:
-            values["delivered_at"] = sa.bindparam("when")
-        else:
-            values["error"] = sa.bindparam("why")
-        await conn.execute(
-            sa.update(deliveries).where(d.id == sa.bindparam("did"), d.status == "sent").values(**values), rows
-        )
-    return sorted({r.message_id for r in receipts} - set(ids))
+        for ref, row_id in rows:
+            found.setdefault(ref, []).append(row_id)
+    return found
+
+
+async def apply_receipts(conn: AsyncConnection, receipts: list[SmsReceipt], at: datetime) -> list[str]:
+    """Rows are found by message id first, then one UPDATE per ledger and outcome runs for the
+    whole batch by primary key. (Filtering on provider_ref and status in one statement lets SQLite
+    pick the status index and scan every `sent` row per receipt.) Only `sent` rows move, so a
+    receipt repeated, or arriving after another, changes nothing. Returns the message ids not
+    found: a receipt can beat the worker's write of the outcome that holds its id."""
+    unknown = sorted({r.message_id for r in receipts})
+    for ledger in _LEDGERS:
+        ids = await _rows_by_ref(conn, ledger, unknown)
+        unknown = [ref for ref in unknown if ref not in ids]
+        for delivered in (True, False):
+            rows = [
+                {"did": row_id, "when": r.reported_at or at,
+                 "why": None if delivered else f"not delivered: {r.error_code or 'unknown'}"}
+                for r in receipts
+                if r.delivered is delivered
+                for row_id in ids.get(r.message_id, ())
+            ]
+            if not rows:
+                continue
+            values: dict[str, Any] = {"status": "delivered" if delivered else "failed", "updated_at": at}
+            if delivered:
+                values["delivered_at"] = sa.bindparam("when")
+            else:
+                values["error"] = sa.bindparam("why")
+            await conn.execute(
+                sa.update(ledger).where(ledger.c.id == sa.bindparam("did"), ledger.c.status == "sent").values(**values),
+                rows,
+            )
+    return unknown
 
 
 @endpoint("POST", "/v1/receipts/sms", summary="Delivery receipts from the SMS gateway (signed by it)",
@@ -124,6 +139,9 @@ async def sms_receipts(request: web.Request) -> web.Response:
     if batch.receipts:
         async with svc.db.write() as conn:
             unknown = await apply_receipts(conn, batch.receipts, now())
+        missing = set(unknown)
+        known = [r.delivered for r in batch.receipts if r.message_id not in missing]
+        await record_receipts(svc.redis, SmsChannel.name, known, unknown=len(batch.receipts) - len(known))
     return json_response(ReceiptsOut(received=len(batch.receipts), unknown=unknown))
 
 

@@ -1,13 +1,18 @@
-"""Sending a case's notifications: in event order per channel, once, whichever worker runs.
+"""Sending cases' notifications: in event order per channel, once, whichever worker runs.
 
-One worker at a time holds a case's lease (a row claim in the database) and sends all of its due
-notifications, oldest event first; on each channel it stops at the first one that has to wait
-(a temporary failure backing off), so a later event never overtakes an earlier one. A
-notification that failed for good does not hold the channel up.
+The API stores an event and pushes its case's id onto a Redis list. Every worker runs a
+dispatcher that takes up to a batch of ids at a time and sends them together: one transaction
+claims the cases' leases, one read finds what is pending, the sends go out concurrently (each
+case's in event order per channel), one transaction records the outcomes and releases the leases.
+A job per event cost more than the sending itself; a batch costs three statements for all.
 
-Every event enqueues its own job. A job that finds the lease taken ends at once: the holder looks
-for pending work again *after* releasing, so an event stored after that look finds the lease free
-and is sent by its own job. Nothing is left behind, nothing sent twice while leases hold.
+A worker holding a case sends all of its due notifications, oldest event first; on each channel
+it stops at the first one that has to wait (a temporary failure backing off), so a later event
+never overtakes an earlier one. A notification that failed for good does not hold the channel up.
+A worker that finds a case's lease taken leaves it: the holder looks for pending work again
+*after* releasing, so an event stored after that look finds the lease free and is sent by whoever
+pops its id. A retry waits in a deferred `case_send` job; the sweeper pushes any case whose due
+work nobody touched (a lost push, a dead worker).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from arq import ArqRedis
+from redis.asyncio import Redis
 
 from pushsvc.cases.messages import CaseMessage, case_message
 from pushsvc.channels.base import Outcome, Recipient
@@ -27,11 +32,11 @@ from pushsvc.core.rendering import RenderError
 from pushsvc.core.retry import ledger_update
 from pushsvc.services import Services
 from pushsvc.store.cases import (
-    case_with_department,
-    claim_case,
+    cases_with_department,
+    claim_cases,
     next_pending,
     pending_notifications,
-    release_case,
+    release_cases,
     stale_cases,
     write_notification_outcomes,
 )
@@ -39,15 +44,21 @@ from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
 JOB = "case_send"
+DUE = "pushsvc:cases:due"  # ids of cases with something to send, oldest first (duplicates are harmless)
 
 
-def case_job_id(case_id: int, tag: int | str) -> str:
-    return f"case:{case_id}:{tag}"
+async def push_due(redis: Redis, case_ids: Sequence[int]) -> None:
+    if case_ids:
+        await redis.rpush(DUE, *case_ids)
 
 
-async def enqueue_case(redis: ArqRedis, case_id: int, tag: int | str) -> None:
-    """`tag`: the event's seq (so each event's job is its own), or a sweep's tag."""
-    await redis.enqueue_job(JOB, case_id, _job_id=case_job_id(case_id, tag))
+async def pop_due(redis: Redis, batch: int, wait: float) -> list[int]:
+    """Up to `batch` distinct case ids, waiting up to `wait` seconds for the first."""
+    first = await redis.blpop([DUE], timeout=wait)
+    if first is None:
+        return []
+    more = await redis.lpop(DUE, batch - 1) if batch > 1 else None
+    return list(dict.fromkeys(int(x) for x in [first[1], *(more or [])]))
 
 
 def lease_seconds(svc: Services) -> float:
@@ -55,73 +66,100 @@ def lease_seconds(svc: Services) -> float:
     return svc.settings.job_timeout_seconds + 10
 
 
-async def run_case_send(svc: Services, case_id: int) -> float | None:
-    """Send what is due; returns seconds until a waiting notification (a retry) is due (0 when
-    this job ran out of time with work left), or None when nothing waits or another worker
-    holds the case."""
+async def run_dispatcher(svc: Services, stop: asyncio.Event) -> None:
+    """A worker's loop over the due list until `stop` is set; a batch begun is finished first."""
+    while not stop.is_set():
+        try:
+            ids = await pop_due(svc.redis, svc.settings.case_batch_size, wait=1.0)
+            if ids:
+                await _hand_over(svc, await send_cases(svc, ids))
+        except Exception:  # Redis or the database away: what was popped is found again by the sweeper
+            log.exception("case dispatcher: a batch failed; trying again in a second")
+            await asyncio.sleep(1.0)
+
+
+async def _hand_over(svc: Services, waiting: dict[int, float]) -> None:
+    """Cases left with work: due now (out of time) back on the list, a retry to a deferred job."""
+    await push_due(svc.redis, [case_id for case_id, delay in waiting.items() if delay <= 0])
+    for case_id, delay in waiting.items():
+        if delay > 0:
+            due = int(now().timestamp() + delay)
+            await svc.redis.enqueue_job(JOB, case_id, _job_id=f"case:{case_id}:at{due}", _defer_by=delay)  # type: ignore[attr-defined]
+
+
+async def send_cases(svc: Services, case_ids: Sequence[int]) -> dict[int, float]:
+    """Send what is due for the cases; returns, for each case this call held that still has work,
+    seconds until it is due (0 when this call ran out of time with work due now). Cases another
+    worker holds are left to it."""
     owner = secrets.token_hex(8)
     loop = asyncio.get_running_loop()
-    # Half the job's time: what is sent must still be recorded well before arq cancels the job.
+    # Half the job's time: what is sent must still be recorded well before a job is cancelled.
     deadline = loop.time() + svc.settings.job_timeout_seconds * 0.5
-    while True:
+    ids = list(case_ids)
+    waiting: dict[int, float] = {}
+    while ids:
         at = now()
         async with svc.db.write() as conn:
-            if not await claim_case(conn, case_id, owner, at, at + timedelta(seconds=lease_seconds(svc))):
-                return None
+            claimed = await claim_cases(conn, ids, owner, at, at + timedelta(seconds=lease_seconds(svc)))
+        if not claimed:
+            break
         done: list[dict[str, Any]] = []
         try:
-            async with svc.db.read() as conn:  # the lease is ours: no need to hold the write lock to read
-                pending = await pending_notifications(conn, case_id)
-                case = await case_with_department(conn, case_id) if pending else None
-            if case is not None:
-                await _send_in_order(svc, case, pending, at, deadline, done)
+            async with svc.db.read() as conn:  # the leases are ours: no need to hold the write lock to read
+                pending = await pending_notifications(conn, claimed)
+                cases = await cases_with_department(conn, {row["case_id"] for row in pending})
+            await _send_cases(svc, cases, pending, at, deadline, done)
         finally:
             # Recorded even when the job is being cancelled: a message sent but not recorded would
             # go out a second time (and after later ones).
-            due, earliest = await asyncio.shield(_finish(svc, case_id, owner, done))
-        if not due:
-            return None if earliest is None else max(0.0, (earliest - now()).total_seconds())
+            ids, later = await asyncio.shield(_finish(svc, claimed, owner, done))
+        for case_id, due in later.items():
+            waiting[case_id] = max(0.0, (due - now()).total_seconds())
         if loop.time() > deadline:
-            return 0.0
+            waiting.update(dict.fromkeys(ids, 0.0))
+            break
+    return waiting
 
 
-async def _finish(svc: Services, case_id: int, owner: str, updates: list[dict[str, Any]]) -> tuple[bool, datetime | None]:
-    """Record outcomes and release the lease, then look for work again (see the module doc)."""
+async def _finish(svc: Services, case_ids: list[int], owner: str,
+                  updates: list[dict[str, Any]]) -> tuple[list[int], dict[int, datetime]]:
+    """Record outcomes and release the leases, then look for work again (see the module doc)."""
     async with svc.db.write() as conn:
         await write_notification_outcomes(conn, updates)
-        await release_case(conn, case_id, owner)
-        return await next_pending(conn, case_id, now())
+        await release_cases(conn, case_ids, owner)
+        return await next_pending(conn, case_ids, now())
 
 
-async def _send_in_order(svc: Services, case: dict[str, Any], pending: list[dict[str, Any]], at: datetime,
-                         deadline: float, done: list[dict[str, Any]]) -> None:
-    """Send per channel in event order, appending each outcome's ledger update to `done` as it comes."""
-    by_channel: dict[str, list[dict[str, Any]]] = {}
+async def _send_cases(svc: Services, cases: dict[int, dict[str, Any]], pending: list[dict[str, Any]],
+                      at: datetime, deadline: float, done: list[dict[str, Any]]) -> None:
+    """Per case and channel, in event order; appends each outcome's ledger update to `done` as it comes."""
+    lanes: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for row in pending:  # already in event order
-        by_channel.setdefault(row["channel"], []).append(row)
-    messages: dict[int, CaseMessage] = {}
+        lanes.setdefault((row["case_id"], row["channel"]), []).append(row)
+    messages: dict[tuple[int, int], CaseMessage] = {}
     loop = asyncio.get_running_loop()
     s = svc.settings
 
-    def message(row: dict[str, Any]) -> CaseMessage:
-        if row["event_seq"] not in messages:
-            messages[row["event_seq"]] = case_message(s.public_url, case, row)
-        return messages[row["event_seq"]]
+    def message(case: dict[str, Any], row: dict[str, Any]) -> CaseMessage:
+        key = (case["id"], row["event_seq"])
+        if key not in messages:
+            messages[key] = case_message(s.public_url, case, row)
+        return messages[key]
 
-    async def lane(channel_name: str, rows: Sequence[dict[str, Any]]) -> None:
+    async def lane(case: dict[str, Any], channel_name: str, rows: Sequence[dict[str, Any]]) -> None:
         for row in rows:
             if row["next_attempt_at"] is not None and row["next_attempt_at"] > at:
                 return  # this one waits, and so does every later one on this channel
             if loop.time() > deadline:
-                return  # the next job goes on from here
-            outcome = await _send_one(svc, channel_name, message(row), _recipient(case, row["id"]))
+                return  # the next round goes on from here
+            outcome = await _send_one(svc, channel_name, message(case, row), _recipient(case, row["id"]))
             update = ledger_update(outcome, row["attempts"] + 1, s.max_attempts, now(), s.retry_base_seconds,
                                    s.retry_max_seconds)
             done.append(update)
             if update["new_status"] not in ("sent", "failed"):
                 return
 
-    await asyncio.gather(*(lane(name, rows) for name, rows in by_channel.items()))
+    await asyncio.gather(*(lane(cases[case_id], channel, rows) for (case_id, channel), rows in lanes.items()))
 
 
 def _recipient(case: dict[str, Any], notification_id: int) -> Recipient:
@@ -143,12 +181,10 @@ async def _send_one(svc: Services, channel_name: str, message: CaseMessage, reci
 
 
 async def run_case_sweep(svc: Services) -> int:
-    """Enqueue a job for every case with due notifications nobody is working on; returns how many."""
+    """Put every case with due notifications nobody is working on back on the due list; returns how many."""
     at = now()
     before = at - timedelta(seconds=svc.settings.stale_after_seconds)
     async with svc.db.read() as conn:
         ids = await stale_cases(conn, before, at)
-    tag = f"sweep{int(at.timestamp()) // 60}"  # a kept result of an earlier sweep must not swallow this one
-    for case_id in ids:
-        await enqueue_case(svc.redis, case_id, tag)
+    await push_due(svc.redis, ids)
     return len(ids)

@@ -45,16 +45,6 @@ async def find_case(conn: AsyncConnection, department_id: int, case_no: str, *, 
     return dict(row) if row else None
 
 
-async def case_with_department(conn: AsyncConnection, case_id: int) -> dict[str, Any] | None:
-    row = await conn.execute(
-        sa.select(cases, departments.c.name.label("department"), departments.c.contact_email)
-        .join(departments, departments.c.id == C.department_id)
-        .where(C.id == case_id)
-    )
-    found = row.mappings().first()
-    return dict(found) if found else None
-
-
 async def find_event(conn: AsyncConnection, case_id: int, event_id: str) -> dict[str, Any] | None:
     row = await conn.execute(sa.select(case_events).where(E.case_id == case_id, E.event_id == event_id))
     found = row.mappings().first()
@@ -110,31 +100,47 @@ async def list_cases(conn: AsyncConnection, department_id: int, after_id: int, l
 # -- sending -----------------------------------------------------------------------------------
 
 
-async def claim_case(conn: AsyncConnection, case_id: int, owner: str, at: datetime, until: datetime) -> bool:
-    """Take the case's sending lease unless a live holder has it."""
+async def claim_cases(conn: AsyncConnection, case_ids: Sequence[int], owner: str, at: datetime,
+                      until: datetime) -> list[int]:
+    """Take the sending lease of those of `case_ids` no live holder has; returns the ones taken."""
     result = await conn.execute(
         sa.update(cases)
-        .where(C.id == case_id, sa.or_(C.lease_until.is_(None), C.lease_until < at))
+        .where(C.id.in_(case_ids), sa.or_(C.lease_until.is_(None), C.lease_until < at))
         .values(lease_owner=owner, lease_until=until)
+        .returning(C.id)
     )
-    return result.rowcount == 1
+    return [int(r[0]) for r in result]
 
 
-async def release_case(conn: AsyncConnection, case_id: int, owner: str) -> None:
+async def release_cases(conn: AsyncConnection, case_ids: Sequence[int], owner: str) -> None:
     await conn.execute(
-        sa.update(cases).where(C.id == case_id, C.lease_owner == owner).values(lease_owner=None, lease_until=None)
+        sa.update(cases).where(C.id.in_(case_ids), C.lease_owner == owner).values(lease_owner=None, lease_until=None)
     )
 
 
-async def pending_notifications(conn: AsyncConnection, case_id: int) -> list[dict[str, Any]]:
-    """The case's unsent notifications with their events, in event order."""
+async def pending_notifications(conn: AsyncConnection, case_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The cases' unsent notifications with their events, each case's in event order."""
     rows = await conn.execute(
-        sa.select(N.id, N.event_seq, N.channel, N.attempts, N.next_attempt_at, E.status, E.occurred_at, E.note)
+        sa.select(N.id, N.case_id, N.event_seq, N.channel, N.attempts, N.next_attempt_at, E.status,
+                  E.occurred_at, E.note)
         .join(case_events, sa.and_(E.case_id == N.case_id, E.seq == N.event_seq))
-        .where(N.case_id == case_id, N.status.in_(PENDING))
-        .order_by(N.event_seq, N.channel)
+        .where(N.case_id.in_(case_ids), N.status.in_(PENDING))
+        .order_by(N.case_id, N.event_seq, N.channel)
     )
     return [dict(r) for r in rows.mappings()]
+
+
+async def cases_with_department(conn: AsyncConnection, case_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    rows = await conn.execute(
+        sa.select(cases, departments.c.name.label("department"), departments.c.contact_email)
+        .join(departments, departments.c.id == C.department_id)
+        .where(C.id.in_(case_ids))
+    )
+    return {r["id"]: dict(r) for r in rows.mappings()}
+
+
+async def case_with_department(conn: AsyncConnection, case_id: int) -> dict[str, Any] | None:
+    return (await cases_with_department(conn, [case_id])).get(case_id)
 
 
 async def write_notification_outcomes(conn: AsyncConnection, updates: Sequence[dict[str, Any]]) -> None:
@@ -150,14 +156,22 @@ async def write_notification_outcomes(conn: AsyncConnection, updates: Sequence[d
         )
 
 
-async def next_pending(conn: AsyncConnection, case_id: int, at: datetime) -> tuple[bool, datetime | None]:
-    """(whether a notification is due now, when the earliest waiting one is due)."""
+async def next_pending(conn: AsyncConnection, case_ids: Sequence[int], at: datetime) -> tuple[list[int], dict[int, datetime]]:
+    """(the cases with a notification due now, when each other case's earliest waiting one is due)."""
     due_now = N.next_attempt_at.is_(None) | (N.next_attempt_at <= at)
-    row = (await conn.execute(
-        sa.select(sa.func.count().filter(due_now), sa.func.min(N.next_attempt_at))
-        .where(N.case_id == case_id, N.status.in_(PENDING))
-    )).one()
-    return bool(row[0]), row[1]
+    rows = await conn.execute(
+        sa.select(N.case_id, sa.func.count().filter(due_now), sa.func.min(N.next_attempt_at))
+        .where(N.case_id.in_(case_ids), N.status.in_(PENDING))
+        .group_by(N.case_id)
+    )
+    due: list[int] = []
+    waiting: dict[int, datetime] = {}
+    for case_id, n_due, earliest in rows:
+        if n_due:
+            due.append(int(case_id))
+        else:
+            waiting[int(case_id)] = earliest
+    return due, waiting
 
 
 async def stale_cases(conn: AsyncConnection, before: datetime, at: datetime) -> list[int]:
