@@ -18,13 +18,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncResult
 from rich.console import Console
 from rich.table import Table
 
@@ -76,20 +74,9 @@ def _query() -> sa.Select[Any]:
     return matching_pairs(_targeting(), HOME_DOMAIN, CHANNELS)
 
 
-async def _rows(result: AsyncResult[Any], per_row: bool) -> AsyncIterator[Any]:
-    """`async for row in result` costs a greenlet switch per row; by partition, one per YIELD_PER rows."""
-    if per_row:
-        async for row in result:
-            yield row
-    else:
-        async for partition in result.partitions():
-            for row in partition:
-                yield row
-
-
-def measure_streamed(url: str, per_row: bool = False) -> Measured:
-    """The fan-out's read: one pass, rows in subscriber order, never the whole result in memory.
-    `per_row`: iterate as run_fanout does today, one `async for` step per row."""
+def measure_streamed(url: str) -> Measured:
+    """The fan-out's read (`Database.stream`, as run_fanout reads it): one pass, rows in
+    subscriber order, never the whole result in memory."""
 
     async def run() -> Measured:
         db = bench_database(url)
@@ -98,11 +85,10 @@ def measure_streamed(url: str, per_row: bool = False) -> Measured:
         first = 0.0
         pairs = subscribers_seen = 0
         last = None
-        async with db.streaming_read() as conn:
-            result = await conn.stream(query.execution_options(yield_per=YIELD_PER))
-            async for sid, _channel, _frequency in _rows(result, per_row):
-                if not pairs:
-                    first = time.perf_counter() - started
+        async for partition in db.stream(query, YIELD_PER):
+            if not pairs:
+                first = time.perf_counter() - started
+            for sid, _channel, _frequency in partition:
                 pairs += 1
                 if sid != last:
                     subscribers_seen += 1
@@ -179,7 +165,6 @@ class Report:
     seed_seconds: float
     seed_rows: int
     streamed: Measured
-    per_row: Measured
     naive: Measured | None
     plan: str | None
 
@@ -191,20 +176,18 @@ def bench_one(url: str, n: int, naive: bool, explain: bool, console: Console) ->
     console.print(f"  seeded {seeded.rows:,} rows in {seeded.seconds:.1f} s ({seeded.rows / seeded.seconds:,.0f} rows/s)")
     streamed = isolated(measure_streamed, url)
     console.print(f"  streamed match: {streamed.subscribers:,} subscribers in {streamed.seconds:.2f} s")
-    per_row = isolated(measure_streamed, url, True)
-    console.print(f"  the same, one `async for` step per row: {per_row.seconds:.2f} s")
     slow = streamed.seconds > TARGET_SECONDS
     plan = isolated(query_plan, url) if explain or slow else None
     result = None
     if naive:
         console.print("  naive match ...")
         result = isolated(measure_naive, url)
-    return Report(backend, seeded.seconds, seeded.rows, streamed, per_row, result, plan)
+    return Report(backend, seeded.seconds, seeded.rows, streamed, result, plan)
 
 
 def print_reports(console: Console, n: int, reports: list[Report]) -> None:
     table = Table(title=f"matching {n:,} subscribers, rule of 3 clauses, {cpu_count()} CPU(s)")
-    for column in ("backend", "seed", "matched", "streamed", "first row", "peak RSS", "row by row", "naive",
+    for column in ("backend", "seed", "matched", "streamed", "first row", "peak RSS", "naive",
                    "naive RSS", "naive/streamed", "<2 s, <300 MB"):
         table.add_column(column, justify="right")
     for r in reports:
@@ -217,7 +200,6 @@ def print_reports(console: Console, n: int, reports: list[Report]) -> None:
             f"{s.seconds:.2f} s",
             f"{s.first_row_seconds:.2f} s",
             f"{s.peak_rss_mb:.0f} MB",
-            f"{r.per_row.seconds:.2f} s",
             f"{nv.seconds:.2f} s" if nv else "-",
             f"{nv.peak_rss_mb:.0f} MB" if nv else "-",
             f"{nv.seconds / s.seconds:.1f}x" if nv else "-",

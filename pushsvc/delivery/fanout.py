@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -72,13 +73,15 @@ async def _flush(svc: Services, policy_id: int, batch: Batch) -> int:
 async def run_fanout(svc: Services, policy_id: int) -> None:
     async with svc.db.read() as conn:
         policy = await get_policy(conn, policy_id)
-    if policy is None or policy["status"] == "published":
+    # Published, or repealed before it was: nothing (more) to send.
+    if policy is None or policy["status"] not in ("scheduled", "publishing"):
         return
     if policy["status"] == "scheduled":
         if policy["publish_at"] and policy["publish_at"] > now() + timedelta(seconds=1):
             return  # woken early (the sweeper, a restart): the deferred job comes at publish_at
         async with svc.db.write() as conn:
-            await set_status(conn, policy_id, "publishing")
+            if not await set_status(conn, policy_id, "publishing", expect="scheduled"):
+                return  # repealed meanwhile
     targeting, errors = parse_targeting(policy["targeting"], svc.catalogue)
     if targeting is None:
         # Only possible if audiences/ changed under a stored policy; say so loudly, send nothing.
@@ -89,10 +92,9 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
     deadline = time.monotonic() + svc.settings.job_timeout_seconds / 2
     query = matching_pairs(targeting, policy["domain"], list(policy["channels"]), policy["fanout_cursor"])
     batch, last_sid, cursor, cut_short = Batch(), None, 0, False
-    async with svc.db.streaming_read() as conn:
-        result = await conn.stream(query.execution_options(yield_per=max(1000, size * 3)))
-        # By partition: `async for row in result` would cost a greenlet switch per row.
-        async for partition in result.partitions():
+    # Closed at once when cut short: the stream holds a connection (and on PostgreSQL a cursor).
+    async with aclosing(svc.db.stream(query, max(1000, size * 3))) as partitions:
+        async for partition in partitions:
             for sid, channel, frequency in partition:
                 if sid != last_sid:
                     if batch.subscribers == size:
@@ -106,7 +108,6 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
                 batch.rows.append((sid, channel, frequency))
             if cut_short:
                 break
-        await result.close()
     if cut_short:
         # The continuation picks up after the cursor.
         await enqueue_fanout(svc.redis, policy_id, after=cursor)

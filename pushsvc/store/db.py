@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -56,17 +56,28 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
-    @asynccontextmanager
-    async def streaming_read(self) -> AsyncIterator[AsyncConnection]:
-        """A read for one large streamed query in subscriber-id order (the fan-out's). Every table
-        it joins is indexed by subscriber id first, so on PostgreSQL a merge plan streams rows from
-        the first one; left to itself the planner hashes a million rows and sorts them before the
-        first row (measured on 1M subscribers: 1.19 s against 1.62 s to read all 304k matches)."""
+    async def stream(self, query: sa.Select[Any], chunk: int) -> AsyncIterator[Sequence[Sequence[Any]]]:
+        """One large query read in subscriber-id order (the fan-out's), `chunk` rows at a time, never
+        whole in memory. On PostgreSQL the rows come from an asyncpg cursor directly: SQLAlchemy's
+        result rows cost about as much as the query itself there (measured on 1M subscribers:
+        2.5 s against 2.1 s for the same 304k rows). Every table the query joins is indexed by
+        subscriber id first, so a merge plan streams rows from the first one; left to itself the
+        planner hashes a million rows and sorts them before the first row."""
         async with self.engine.connect() as conn:
-            if not self.is_sqlite:
-                for setting in ("enable_hashjoin = off", "enable_sort = off", "work_mem = '64MB'"):
-                    await conn.execute(sa.text(f"SET LOCAL {setting}"))
-            yield conn
+            if self.is_sqlite:
+                result = await conn.stream(query.execution_options(yield_per=chunk))
+                async for partition in result.partitions():
+                    yield partition
+                return
+            for setting in ("enable_hashjoin = off", "enable_sort = off", "work_mem = '64MB'"):
+                await conn.execute(sa.text(f"SET LOCAL {setting}"))  # also opens the cursor's transaction
+            compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+            params = compiled.construct_params()
+            args = [params[name] for name in compiled.positiontup or ()]
+            raw = (await conn.get_raw_connection()).driver_connection
+            cursor = await raw.cursor(compiled.string, *args)  # type: ignore[union-attr]
+            while rows := await cursor.fetch(chunk):
+                yield rows
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
