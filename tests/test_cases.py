@@ -142,6 +142,29 @@ async def test_cases_api_state_machine_and_page(api: Api, settings_env: dict[str
         assert resp.status == 302 and resp.headers["Location"].endswith(f"/c/{token}")
 
 
+async def test_events_arriving_together_each_get_their_own_answer(api: Api) -> None:
+    """Requests in flight together are written as one group; each event is still judged alone:
+    a repeat inside the group is a repeat, a bad move or an unknown case fails alone."""
+    key = (await api.department())["api_key"]
+    n = 20
+    for i in range(n):
+        status, body = await api.call("POST", "/v1/cases", key, json=case_body(f"G{i}"))
+        assert status == 201, body
+    calls = [api.call("POST", f"/v1/cases/G{i}/events", key, json=event(f"g{i}", "accepted")) for i in range(n)]
+    calls += [api.call("POST", "/v1/cases/G0/events", key, json=event("g0", "accepted")),
+              api.call("POST", "/v1/cases/G1/events", key, json=event("bad", "completed")),
+              api.call("POST", "/v1/cases/NOPE/events", key, json=event("n1", "accepted"))]
+    results = await asyncio.gather(*calls)
+    firsts, (again, bad, nope) = results[:n], results[n:]
+    assert sorted([firsts[0][0], again[0]]) == [200, 202]
+    assert firsts[0][1]["event"]["seq"] == again[1]["event"]["seq"] == 1
+    assert all(code == 202 and body["event"]["seq"] == 1 for code, body in firsts[1:]), firsts
+    assert bad[0] == 409 and nope[0] == 404
+    for i in range(2, n):
+        status, case = await api.call("GET", f"/v1/cases/G{i}", key)
+        assert case["status"] == "accepted" and len(case["events"]) == 1
+
+
 def test_mask_name() -> None:
     assert [mask_name(n) for n in ("张小三", "张三", "欧阳娜娜", "张", "John Smith")] == \
         ["张*三", "张*", "欧**娜", "张*", "J********h"]

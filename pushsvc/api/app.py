@@ -11,6 +11,7 @@ from pushsvc.api import cases, departments, gateways, health, openapi, policies,
 from pushsvc.api import dead_letters, reports  # noqa: F401  (registers routes)
 from pushsvc.api.access_log import masked_path
 from pushsvc.api.auth import CALLER, authenticate
+from pushsvc.api.case_intake import CASE_INTAKE, CaseIntake
 from pushsvc.api.limits import REQUEST_LINE_MAX, page_limits_middleware
 from pushsvc.api.metrics import metrics_middleware  # also registers GET /metrics
 from pushsvc.api.problems import Problem, invalid
@@ -84,6 +85,7 @@ def build_app(settings: Settings, svc: Services | None = None) -> web.Applicatio
             # Built like the worker's but never started: the API only renders (previews, publish-time
             # checks), it opens no connection to a provider.
             services.channels = build_channels(settings, services.renderer, services.signer)
+        app[CASE_INTAKE] = CaseIntake(services)
         yield
         if owned:
             await app[SERVICES].close()

@@ -10,29 +10,20 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.api.auth import caller
+from pushsvc.api.case_intake import CASE_INTAKE
 from pushsvc.api.routing import CURSOR, LIMIT, after_cursor, next_cursor
 from pushsvc.api.problems import Problem, invalid
 from pushsvc.api.routing import Param, endpoint, int_param, json_body, json_response, parse_model, services
 from pushsvc.cases.messages import case_page_token, case_path, local_date, urls
-from pushsvc.cases.send import push_due
 from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.channels.base import Recipient
-from pushsvc.core.case_states import INITIAL, OPEN, allowed_next, can_move
+from pushsvc.core.case_states import INITIAL, OPEN, allowed_next
 from pushsvc.core.errors import FieldError
 from pushsvc.core.identifiers import normalise_email, normalise_phone
 from pushsvc.core.models import CaseEventIn, CaseEventOut, CaseEventResult, CaseIn, CaseOut, CasePage
 from pushsvc.core.workdays import add_working_days
 from pushsvc.services import Services
-from pushsvc.store.cases import (
-    DuplicateCase,
-    add_event,
-    find_case,
-    find_event,
-    insert_case,
-    list_cases,
-    set_links,
-    timeline,
-)
+from pushsvc.store.cases import DuplicateCase, find_case, insert_case, list_cases, set_links, timeline
 from pushsvc.store.short_links import short_code
 from pushsvc.store.subscribers import now
 
@@ -111,8 +102,8 @@ async def post_case(request: web.Request) -> web.Response:
     return json_response(case_out(svc, case, []), status=201)
 
 
-async def _own_case(conn: AsyncConnection, request: web.Request, lock: bool = False) -> dict[str, Any]:
-    case = await find_case(conn, caller(request).department_id or 0, request.match_info["case_no"], lock=lock)
+async def _own_case(conn: AsyncConnection, request: web.Request) -> dict[str, Any]:
+    case = await find_case(conn, caller(request).department_id or 0, request.match_info["case_no"])
     if case is None:  # another department's case is as unknown as a missing one
         raise Problem(404, "no such case")
     return case
@@ -120,41 +111,18 @@ async def _own_case(conn: AsyncConnection, request: web.Request, lock: bool = Fa
 
 @endpoint("POST", "/v1/cases/{case_no}/events", summary="Post a step of a case: 202 accepted (the applicant is "
           "told), 200 a repeated event_id (nothing sent again), 409 a move the case cannot make", tag="cases",
-          auth="department", body=CaseEventIn, response=CaseEventResult, status=202, also=(200,),
-          errors=(*CASE_ERRORS, 409))
+          auth="department", body=CaseEventIn, response=CaseEventResult, status=202, errors=(*CASE_ERRORS, 409),
+          also=(200,))
 async def post_case_event(request: web.Request) -> web.Response:
-    svc = services(request)
     data = parse_model(CaseEventIn, await json_body(request))
-    at = now()
-    if data.occurred_at > at + FUTURE_SLACK:
+    if data.occurred_at > now() + FUTURE_SLACK:
         raise invalid([FieldError("occurred_at", "is in the future")])
     if data.status == "supplement_required" and not (data.note or "").strip():
         raise invalid([FieldError("note", "list the materials the applicant must supply")])
     event = {"event_id": data.event_id, "status": data.status, "occurred_at": data.occurred_at, "note": data.note}
-    async with svc.db.write() as conn:
-        case = await _own_case(conn, request, lock=True)
-        found = await find_event(conn, case["id"], data.event_id)
-        if found is not None:
-            result = CaseEventResult(duplicate=True, case_status=case["status"], event=CaseEventOut(**found))
-            return json_response(result, status=200)
-        # An event older than the latest is history: recorded, but it neither moves nor tells.
-        applied = case["latest_at"] is None or data.occurred_at >= case["latest_at"]
-        if applied and not can_move(case["status"], data.status):
-            allowed = allowed_next(case["status"])
-            raise Problem(409, f"a case that is {case['status']} cannot become {data.status}",
-                          [FieldError("status", f"allowed next: {', '.join(allowed) or 'none (the case has ended)'}")],
-                          allowed_next=allowed, current_status=case["status"])
-        seq = await add_event(conn, case, event, applied, at)
-    if applied:
-        try:
-            await push_due(svc.redis, [case["id"]])
-        except Exception:
-            # The database holds the event; the sweeper enqueues it once Redis is back.
-            log.warning("case %s event %s stored but not enqueued now", case["id"], seq, exc_info=True)
-    out = CaseEventOut(**event, seq=seq, applied=applied,
-                       notifications={c: "queued" for c in case["channels"]} if applied else {})
-    return json_response(CaseEventResult(duplicate=False, case_status=data.status if applied else case["status"],
-                                         event=out), status=202)
+    accepted = await request.app[CASE_INTAKE].submit(caller(request).department_id or 0,
+                                                     request.match_info["case_no"], event)
+    return json_response(accepted.result, status=accepted.status)
 
 
 @endpoint("GET", "/v1/cases/{case_no}", summary="A case with its timeline", tag="cases", auth="department",

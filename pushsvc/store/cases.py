@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -37,38 +37,48 @@ async def set_links(conn: AsyncConnection, case_id: int, token: str, code: str) 
     return dict((await conn.execute(sa.select(cases).where(C.id == case_id))).mappings().one())
 
 
-async def find_case(conn: AsyncConnection, department_id: int, case_no: str, *, lock: bool = False) -> dict[str, Any] | None:
-    """`lock`: hold the row for this transaction (PostgreSQL; SQLite's write lock covers it), so
-    that two events for one case are numbered and checked one after the other."""
-    query = sa.select(cases).where(C.department_id == department_id, C.case_no == case_no)
-    row = (await conn.execute(query.with_for_update() if lock else query)).mappings().first()
+async def find_case(conn: AsyncConnection, department_id: int, case_no: str) -> dict[str, Any] | None:
+    row = (await conn.execute(
+        sa.select(cases).where(C.department_id == department_id, C.case_no == case_no)
+    )).mappings().first()
     return dict(row) if row else None
 
 
-async def find_event(conn: AsyncConnection, case_id: int, event_id: str) -> dict[str, Any] | None:
-    row = await conn.execute(sa.select(case_events).where(E.case_id == case_id, E.event_id == event_id))
-    found = row.mappings().first()
-    return dict(found) if found else None
+async def lock_cases(conn: AsyncConnection, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
+    """The cases named by (department id, case number), held for this transaction (PostgreSQL;
+    SQLite's write lock covers it) so that their events are numbered and checked one after the
+    other. Locked in id order, so two API processes never wait on each other in a circle."""
+    rows = await conn.execute(
+        sa.select(cases).where(sa.tuple_(C.department_id, C.case_no).in_(list(keys))).order_by(C.id).with_for_update()
+    )
+    return {(r["department_id"], r["case_no"]): dict(r) for r in rows.mappings()}
 
 
-async def add_event(conn: AsyncConnection, case: dict[str, Any], event: dict[str, Any], applied: bool,
-                    at: datetime) -> int:
-    """Append the event to the timeline (numbered after the case's last); an applied event moves the
-    case and queues one notification per channel. Returns its seq. Call with the case locked."""
-    seq = case["last_seq"] + 1
-    await conn.execute(sa.insert(case_events).values(
-        case_id=case["id"], seq=seq, applied=applied, created_at=at, **event
-    ))
-    values: dict[str, Any] = {"last_seq": seq, "updated_at": at}
-    if applied:
-        values.update(status=event["status"], latest_at=event["occurred_at"])
-        await conn.execute(sa.insert(case_notifications), [
-            {"case_id": case["id"], "event_seq": seq, "channel": channel, "status": "queued",
-             "created_at": at, "updated_at": at}
-            for channel in case["channels"]
-        ])
-    await conn.execute(sa.update(cases).where(C.id == case["id"]).values(**values))
-    return seq
+async def events_by_id(conn: AsyncConnection, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
+    """Stored events named by (case id, event id)."""
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    rows = await conn.execute(sa.select(case_events).where(sa.tuple_(E.case_id, E.event_id).in_(wanted)))
+    return {(r["case_id"], r["event_id"]): dict(r) for r in rows.mappings()}
+
+
+async def store_events(conn: AsyncConnection, events: Sequence[dict[str, Any]], notifications: Sequence[dict[str, Any]],
+                       moved: Sequence[dict[str, Any]]) -> None:
+    """New timeline rows, their notifications, and the cases they moved (`moved`: each case's
+    id as `cid` with its new last_seq, status, latest_at and updated_at)."""
+    if events:
+        await conn.execute(sa.insert(case_events), list(events))
+    if notifications:
+        await conn.execute(sa.insert(case_notifications), list(notifications))
+    if moved:
+        await conn.execute(
+            sa.update(cases).where(C.id == sa.bindparam("cid")).values(
+                last_seq=sa.bindparam("last_seq"), status=sa.bindparam("status"),
+                latest_at=sa.bindparam("latest_at"), updated_at=sa.bindparam("updated_at"),
+            ),
+            list(moved),
+        )
 
 
 async def timeline(conn: AsyncConnection, case_id: int) -> list[dict[str, Any]]:
