@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 from pushsvc.core.errors import FieldError
 from pushsvc.core.subscribers import ChannelContacts, NewSubscriber, csv_row_to_subscriber, validate_subscriber
 from pushsvc.services import Services
-from pushsvc.store.subscribers import import_chunk
+from pushsvc.store.subscribers import import_chunk, refresh_statistics
 
 CHUNK = 1000
+# After a large import PostgreSQL plans with the tables' old statistics until autovacuum analyses
+# them (a minute or more); a policy published meanwhile had its deliver jobs' contact lookup
+# planned for a channel that looked rare: seconds per batch instead of milliseconds.
+ANALYZE_AFTER = 10_000
 
 
 @dataclass
@@ -65,6 +69,8 @@ async def import_csv(
             await asyncio.sleep(0)  # let the server answer other requests between chunks
     if chunk:
         await _write(svc, chunk, report, source, department_id)
+    if report.imported + report.merged >= ANALYZE_AFTER:
+        await refresh_statistics(svc.db)
     report.rejected.sort(key=lambda r: r[0])
     return report
 

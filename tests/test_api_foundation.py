@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from pushsvc import importing
 from pushsvc.api.openapi import openapi_document
 from pushsvc.core.identifiers import uscc_check_char
-from tests.conftest import ADMIN, Api
+from tests.conftest import ADMIN, Api, eventually
 
 USCC = "91350100M000100Y43"
 
@@ -110,6 +113,39 @@ async def test_csv_import_keeps_good_rows_and_reports_bad(api: Api) -> None:
     status, sub = await api.call("GET", "/v1/subscribers/1", dept["api_key"])
     assert sub["domains"] == ["employment-entrepreneurship", "tax-administration"]
     assert sub["channels"] == ["email", "sms"]
+
+
+async def test_a_large_import_refreshes_postgresql_statistics(
+    api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ANALYZE_AFTER rows the import analyses the subscriber tables, so a policy published
+    right after it is planned for the tables as they now are."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite keeps no statistics unless asked")
+    monkeypatch.setattr(importing, "ANALYZE_AFTER", 2)
+    engine = create_async_engine(database_url)
+
+    async def analyses() -> int:
+        async with engine.connect() as conn:
+            return int((await conn.execute(sa.text(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'subscriber_channels'"
+            ))).scalar_one())
+
+    before = await analyses()
+    dept = await api.department()
+    header = "name,email,domains,channels,enterprise.uscc,enterprise.district,enterprise.industry,enterprise.scale"
+    rows = [f"公司{i},c{i}@example.com,*,email,{uscc(40 + i)},haizhu,C,small" for i in range(2)]
+    status, body = await api.call("POST", "/v1/subscribers/import", dept["api_key"],
+                                  data="\n".join([header, *rows]).encode(), headers={"Content-Type": "text/csv"})
+    assert status == 200 and body["imported"] == 2, body
+
+    async def analysed() -> bool:  # the statistics views catch up within a moment
+        return await analyses() > before
+
+    try:
+        assert await eventually(analysed, timeout=10)
+    finally:
+        await engine.dispose()
 
 
 async def test_preview_and_explain(api: Api) -> None:

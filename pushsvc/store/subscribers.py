@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.core.errors import FieldError
 from pushsvc.core.subscribers import NewSubscriber
+from pushsvc.store.db import Database
 from pushsvc.store.schema import (
     consents,
     subscriber_attributes,
@@ -265,3 +266,15 @@ async def remove_channel(conn: AsyncConnection, sid: int, channel: str, source: 
             )
         )
     return bool(result.rowcount)
+
+
+SUBSCRIBER_TABLES = (subscribers, subscriber_audiences, subscriber_attributes, subscriber_domains, subscriber_channels)
+
+
+async def refresh_statistics(db: Database) -> None:
+    """Let PostgreSQL's planner see the subscriber tables as they are now. (SQLite keeps no
+    statistics unless asked, and its plans here are chosen without them.)"""
+    if db.is_sqlite:
+        return
+    async with db.write() as conn:
+        await conn.execute(sa.text("ANALYZE " + ", ".join(t.name for t in SUBSCRIBER_TABLES)))
