@@ -5,6 +5,7 @@ channel on its own for what needs no ledger."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ import aiohttp
 import pytest
 
 from pushsvc.channels.base import PolicyMessage, Recipient
-from pushsvc.channels.wechat import WechatChannel
+from pushsvc.channels.wechat import WechatChannel, robot
 from pushsvc.core.identifiers import uscc_check_char
 from pushsvc.core.rendering import Renderer
+from pushsvc.core.tokens import TokenSigner
 from pushsvc.settings import Settings
 from pushsvc.stubs.wechat import WechatStub
 from tests.conftest import ADMIN, SECRET, Api, Workers, eventually
@@ -181,17 +183,23 @@ async def test_webhook_markdown_and_template_message(stub: Stub, api: Api, worke
     assert all(len(f["value"]) <= 20 for f in body["data"].values())
     assert body["data"]["thing1"]["value"] == LONG_TITLE[:19] + "…"
 
+    unsubscribe = re.compile(rf"\n\n\[(退订|Unsubscribe)\]\({re.escape(PUBLIC)}/u/[\w.-]+\)$")
     for robot_key, link in (("org-a", f"[查看全文]({short})"), ("org-c", f"[Read the full text]({short})")):
         sent = by_target[robot_key]
         content = sent["body"]["markdown"]["content"]
         assert sent["kind"] == "webhook" and sent["body"]["msgtype"] == "markdown"
-        assert 4000 < len(content.encode()) <= 4096  # cut, and cut close to the limit
-        assert content.startswith(f"## {LONG_TITLE}") and content.endswith(link)
+        # Cut close to the limit less the room kept for the group's own unsubscribe line, which follows.
+        assert 4096 - robot.FOOTER_ROOM - 100 < len(content.encode()) <= 4096
+        own = unsubscribe.search(content)
+        assert content.startswith(f"## {LONG_TITLE}") and own and content[: own.start()].endswith(link)
 
-    # What GET /render shows is what was sent.
+    # What GET /render shows is what was sent, with a placeholder for each subscriber's own link.
     status, shown = await api.call("GET", f"/v1/policies/{policy['id']}/render?channel=wechat&locale=zh-CN", key)
     assert status == 200, shown
-    assert shown["webhook"] == by_target["org-a"]["body"]
+    sent_a = by_target["org-a"]["body"]["markdown"]["content"]
+    own_a = unsubscribe.search(sent_a)
+    assert own_a is not None
+    assert shown["webhook"]["markdown"]["content"] == sent_a[: own_a.start()] + "\n\n[退订]({unsubscribe_url})"
     assert shown["template"] == {**body, "touser": "{openid}"}
 
 
@@ -335,7 +343,7 @@ async def channel_for(stub: Stub, redis_url: str, robot_window: float) -> AsyncI
         env = {k.removeprefix("PUSHSVC_").lower(): v for k, v in wechat_env(stub, robot_window).items()}
         base = {"admin_token": ADMIN, "secret_key": SECRET, "redis_url": redis_url, "public_url": PUBLIC}
         settings = Settings(_env_file=None, **(base | env | overrides))  # type: ignore[arg-type]
-        channel = WechatChannel(settings, Renderer(settings.templates_dir), None)  # type: ignore[arg-type]
+        channel = WechatChannel(settings, Renderer(settings.templates_dir), TokenSigner(SECRET))
         await channel.start()
         opened.append(channel)
         return channel

@@ -42,7 +42,7 @@ from pushsvc.channels.wechat import http, robot, template
 from pushsvc.channels.wechat.token import AccessTokens, TokenUnavailable
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.subscribers import check_webhook_url
-from pushsvc.core.tokens import TokenSigner
+from pushsvc.core.tokens import TokenSigner, unsubscribe_token
 from pushsvc.ratelimit import ProviderPace, Rate, RateLimiter
 from pushsvc.settings import Settings
 
@@ -55,6 +55,7 @@ _HARD_SHARE = 0.8  # of the job's time: a recipient still in flight then is give
 # little wider than the window keeps a slow request and a fast one from landing in one window.
 _ARRIVAL_GUARD_SECONDS = 0.5
 OPENID_PLACEHOLDER = "{openid}"
+UNSUBSCRIBE_PLACEHOLDER = "{unsubscribe_url}"  # previews show where each subscriber's own link goes
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class _Rendering:
 
     robot: dict[str, Any]
     template: dict[str, Any]
+    markdown: tuple[str, str] | None  # the robot markdown's content and cut ending, for a subscriber's own link
 
 
 @dataclass
@@ -85,6 +87,7 @@ class WechatChannel(Channel):
     def __init__(self, settings: Settings, renderer: Renderer, signer: TokenSigner) -> None:
         self._settings = settings
         self._renderer = renderer
+        self._signer = signer
         self._api = settings.wechat_api_url.rstrip("/")
         self._rate = Rate(
             settings.wechat_robot_max_messages, settings.wechat_robot_window_seconds + _ARRIVAL_GUARD_SECONDS
@@ -145,21 +148,35 @@ class WechatChannel(Channel):
         def part(name: str, values: dict[str, Any] = context) -> str:
             return self._renderer.render(message.kind, self.name, name, locale, values).strip()
 
+        markdown = None
         if s.wechat_robot_message == "news":
             body = robot.news_body(message.title, part("news.txt"), message.short_url, context["qr_url"])
         else:
-            body = robot.markdown_body(part("md"), "\n" + part("more.md"))
+            markdown = (part("md"), "\n" + part("more.md"))
+            body = robot.markdown_body(*markdown)
         # One line per field: supplied text is made single-line so it can't start a field of its own.
         single_line = {k: " ".join(v.split()) if isinstance(v, str) else v for k, v in context.items()}
         data = template.parse_fields(part("fields.txt", single_line))
-        return _Rendering(body, template.template_body(s.wechat_template_id, message.short_url, data))
+        return _Rendering(body, template.template_body(s.wechat_template_id, message.short_url, data), markdown)
+
+    def _robot_body(self, message: Message, locale: str, rendering: _Rendering, subscriber_id: int | None) -> dict[str, Any]:
+        """A subscriber's markdown ends with their own unsubscribe link (a news card has room for one
+        link only, the page's, and a case's messages go to no subscriber). `subscriber_id` None:
+        a preview, with a placeholder for the link."""
+        if rendering.markdown is None or not message.to_subscriber:
+            return rendering.robot
+        unsubscribe_url = UNSUBSCRIBE_PLACEHOLDER
+        if subscriber_id is not None:
+            unsubscribe_url = f"{self._settings.public_url}/u/{unsubscribe_token(self._signer, subscriber_id, self.name)}"
+        footer = "\n\n" + self._renderer.render("_unsubscribe", self.name, "md", locale,
+                                                  {"unsubscribe_url": unsubscribe_url}).strip()
+        return robot.markdown_body(*rendering.markdown, footer)
 
     def preview(self, message: Message, locale: str) -> dict[str, Any]:
         rendering = self._rendering(message, locale)
         # Both bodies: which one a subscriber gets depends on its contacts (see the module doc).
-        return {"webhook": rendering.robot, "template": {"touser": OPENID_PLACEHOLDER, **rendering.template}}
-
-    # -- sending -------------------------------------------------------------------------------
+        return {"webhook": self._robot_body(message, locale, rendering, None),
+                "template": {"touser": OPENID_PLACEHOLDER, **rendering.template}}
 
     async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
         if self._http is None:
@@ -188,7 +205,8 @@ class WechatChannel(Channel):
         try:
             async with asyncio.timeout_at(batch.hard_deadline):
                 if recipient.wechat_webhook:
-                    return await self._to_robot(did, recipient.wechat_webhook, rendering, batch)
+                    body = self._robot_body(message, recipient.locale, rendering, recipient.subscriber_id)
+                    return await self._to_robot(did, recipient.wechat_webhook, body, batch)
                 if recipient.wechat_openid:
                     return await self._to_openid(did, recipient.wechat_openid, rendering, batch)
                 return Outcome(did, "failed", "no WeChat contact")
@@ -202,7 +220,7 @@ class WechatChannel(Channel):
             log.exception("unexpected error sending a WeChat message")
             return Outcome(did, "retry", f"{type(exc).__name__}: {exc}"[: http.ERROR_MAX])
 
-    async def _to_robot(self, did: int, url: str, rendering: _Rendering, batch: _Batch) -> Outcome:
+    async def _to_robot(self, did: int, url: str, body: dict[str, Any], batch: _Batch) -> Outcome:
         assert self._http is not None and self._limiter is not None
         try:  # the allow-list may have changed since the subscriber was stored
             check_webhook_url(url, self._settings.webhook_origins)
@@ -220,7 +238,7 @@ class WechatChannel(Channel):
                 did, "held", f"robot key at its limit; next slot in {slot.wait:.0f} s",
                 not_before=datetime.now(timezone.utc) + timedelta(seconds=slot.wait),
             )
-        reply = await http.call(self._http, "POST", url, body=rendering.robot)
+        reply = await http.call(self._http, "POST", url, body=body)
         return robot.robot_outcome(did, reply)
 
     async def _to_openid(self, did: int, openid: str, rendering: _Rendering, batch: _Batch) -> Outcome:

@@ -13,6 +13,7 @@ from pushsvc.channels.base import Outcome
 from pushsvc.channels.wechat.http import Reply
 
 MARKDOWN_MAX_BYTES = 4096
+FOOTER_ROOM = 320  # bytes kept for a footer line: its words and a /u/<token> link
 NEWS_TITLE_MAX_BYTES = 128
 NEWS_DESCRIPTION_MAX_BYTES = 512
 ELLIPSIS = "…"
@@ -39,10 +40,13 @@ def cut_bytes(text: str, limit: int, tail: str = ELLIPSIS) -> str:
     return raw[:room].decode("utf-8", errors="ignore") + tail
 
 
-def markdown_body(content: str, more: str) -> dict[str, Any]:
+def markdown_body(content: str, more: str, footer: str = "") -> dict[str, Any]:
     """A markdown message of at most 4,096 bytes: cut when longer, ending with `more` (the link
-    to the page) so that a cut message still leads to the whole text."""
-    return {"msgtype": "markdown", "markdown": {"content": cut_bytes(content, MARKDOWN_MAX_BYTES, more)}}
+    to the page) so that a cut message still leads to the whole text. A `footer` (a subscriber's
+    own unsubscribe line) follows, cut or not; the room kept for it is fixed, so that a message is
+    cut at the same place whatever its footer's length and a preview shows the cut that is sent."""
+    room = max(FOOTER_ROOM, len(footer.encode("utf-8"))) if footer else 0
+    return {"msgtype": "markdown", "markdown": {"content": cut_bytes(content, MARKDOWN_MAX_BYTES - room, more) + footer}}
 
 
 def news_body(title: str, description: str, url: str, picurl: str) -> dict[str, Any]:
