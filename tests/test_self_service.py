@@ -514,7 +514,7 @@ async def test_expired_tampered_and_stale_links_get_a_clear_page(api: Api, setti
     sid = (await subscriber(settings_env, email=EMAIL)).id
     signer, keys = TokenSigner(SECRET), ContactKeys(SECRET)
     past = TokenSigner(SECRET, clock=lambda: time.time() - 3 * 86400)
-    good_confirm, good_manage = confirm_token(signer, keys, sid, EMAIL), manage_token(signer, sid, "email")
+    good_confirm, good_manage = confirm_token(signer, keys, sid, EMAIL), manage_token(signer, keys, sid, "email", EMAIL)
 
     status, html = await person.get(f"/confirm/{good_confirm}")
     assert status == 200 and "确认订阅" in html and axe_problems(html) == []
@@ -524,10 +524,10 @@ async def test_expired_tampered_and_stale_links_get_a_clear_page(api: Api, setti
         f"/confirm/{good_confirm[:-2]}xx": (400, "链接无效"),
         f"/confirm/{confirm_token(signer, keys, sid, 'old.address@example.com')}": (404, "订阅不存在"),
         f"/confirm/{good_manage}": (400, "链接无效"),  # a token for another purpose
-        f"/manage/{manage_token(past, sid, 'email')}?lang=en": (410, "Link expired"),
+        f"/manage/{manage_token(past, keys, sid, 'email', EMAIL)}?lang=en": (410, "Link expired"),
         f"/manage/{good_confirm}": (400, "链接无效"),
         "/manage/%F0%9F%92%A5.%00": (400, "链接无效"),
-        f"/manage/{manage_token(signer, 999999, 'phone')}": (404, "订阅不存在"),
+        f"/manage/{manage_token(signer, keys, 999999, 'phone', '+8613800138000')}": (404, "订阅不存在"),
         f"/manage/{good_manage[:-2]}xx/data.json": (400, "链接无效"),
     }
     for path, (expected, words) in cases.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +30,7 @@ from pushsvc.core.figures import (
     ratio,
     totals,
 )
-from pushsvc.core.quiet_hours import LOCAL_ZONE
+from pushsvc.core.quiet_hours import LOCAL_ZONE, local_time
 from pushsvc.core.timeliness import timeliness
 from pushsvc.store.departments import department_by_id
 from pushsvc.store.reports import Ledger, Period, ledger, period_policies
@@ -139,10 +139,6 @@ async def department_report(request: web.Request) -> web.StreamResponse:
 
 Row = PolicyFigures | None  # None: the total row
 Column = tuple[str, Callable[[DepartmentReport, Row], Any]]
-
-
-def local_time(at: datetime) -> str:
-    return at.astimezone(LOCAL_ZONE).strftime("%Y-%m-%d %H:%M")
 
 
 def _on_time(report: DepartmentReport, p: Row) -> str:

@@ -8,6 +8,11 @@ from zoneinfo import ZoneInfo
 LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 
 
+def local_time(at: datetime) -> str:
+    """A moment as people here read it: '2026-11-28 21:34'."""
+    return at.astimezone(LOCAL_ZONE).strftime("%Y-%m-%d %H:%M")
+
+
 def parse_span(text: str) -> tuple[int, int]:
     """'21:00-08:00' -> (1260, 480), minutes after local midnight."""
     start, _, end = text.partition("-")

@@ -19,10 +19,11 @@ from typing import Literal
 from pushsvc.core.tokens import BadToken, TokenSigner
 
 ContactKind = Literal["email", "phone"]
+Via = Literal["email", "sms"]  # the channel a proof travels by
 CONTACT_KINDS: tuple[ContactKind, ...] = ("email", "phone")
 # The channel each provable contact opens; WeChat contacts cannot be proven by us, so a WeChat
 # channel comes on with whichever contact the person proves.
-CHANNEL_OF: dict[ContactKind, str] = {"email": "email", "phone": "sms"}
+CHANNEL_OF: dict[ContactKind, Via] = {"email": "email", "phone": "sms"}
 UNPROVABLE_CHANNELS = frozenset({"wechat"})
 
 CODE_DIGITS = 6
@@ -73,14 +74,16 @@ def read_confirm_token(signer: TokenSigner, token: str) -> tuple[int, str]:
     return sid, digest
 
 
-def manage_token(signer: TokenSigner, subscriber_id: int, via: ContactKind) -> str:
-    return signer.sign(MANAGE_PURPOSE, {"s": subscriber_id, "v": via}, ttl=MANAGE_TTL)
+def manage_token(signer: TokenSigner, keys: ContactKeys, subscriber_id: int, via: ContactKind, contact: str) -> str:
+    """Names the contact it was sent to by digest: the page's proof is of that address or number,
+    not of whatever the subscriber's e-mail or phone is when the page is saved."""
+    return signer.sign(MANAGE_PURPOSE, {"s": subscriber_id, "v": via, "h": keys.digest(contact)}, ttl=MANAGE_TTL)
 
 
-def read_manage_token(signer: TokenSigner, token: str) -> tuple[int, ContactKind]:
-    """(subscriber id, the contact the link was sent to); raises BadToken."""
+def read_manage_token(signer: TokenSigner, token: str) -> tuple[int, ContactKind, str]:
+    """(subscriber id, the kind of contact the link was sent to, that contact's digest); raises BadToken."""
     payload = signer.verify(MANAGE_PURPOSE, token)
-    sid, via = payload.get("s"), payload.get("v")
-    if type(sid) is not int or via not in CONTACT_KINDS:
+    sid, via, digest = payload.get("s"), payload.get("v"), payload.get("h")
+    if type(sid) is not int or via not in CONTACT_KINDS or not isinstance(digest, str):
         raise BadToken("invalid")
-    return sid, via
+    return sid, via, digest

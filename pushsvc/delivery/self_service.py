@@ -24,6 +24,7 @@ from pushsvc.core.verification import (
     CONFIRM_TTL,
     MANAGE_TTL,
     ContactKeys,
+    Via,
     confirm_token,
     manage_token,
 )
@@ -36,7 +37,6 @@ from pushsvc.store.subscribers import load_subscriber, now
 log = logging.getLogger(__name__)
 
 Kind = Literal["confirmation", "manage_link"]
-Via = Literal["email", "sms"]
 JOB = "self_service_send"
 # Where an SMS sends the person to type its code in.
 CODE_PAGES: dict[str, str] = {"confirmation": "/verify", "manage_link": "/manage"}
@@ -110,12 +110,13 @@ async def run_self_service_send(svc: Services, kind: Kind, subscriber_id: int, v
     title = TITLES[kind].get(locale, TITLES[kind]["zh-CN"])
     message: ConfirmationMessage | ManageLinkMessage
     if via == "email":
+        keys = ContactKeys(svc.settings.secret_key)
         if kind == "confirmation":
-            token = confirm_token(svc.signer, ContactKeys(svc.settings.secret_key), subscriber_id, address)
+            token = confirm_token(svc.signer, keys, subscriber_id, address)
             url = f"{public}/confirm/{token}"
             message = ConfirmationMessage(kind, nonce, title, url, _local(CONFIRM_TTL), "", 0, confirm_url=url)
         else:
-            url = f"{public}/manage/{manage_token(svc.signer, subscriber_id, 'email')}"
+            url = f"{public}/manage/{manage_token(svc.signer, keys, subscriber_id, 'email', address)}"
             message = ManageLinkMessage(kind, nonce, title, url, _local(MANAGE_TTL), "", 0, manage_url=url)
     else:
         code = await Codes(svc.redis, ContactKeys(svc.settings.secret_key)).issue(address, subscriber_id)

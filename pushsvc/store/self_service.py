@@ -211,10 +211,11 @@ async def export(conn: AsyncConnection, sid: int) -> dict[str, Any] | None:
 
 
 async def purge_unconfirmed(conn: AsyncConnection, created_before: datetime) -> int:
-    """Delete requests never confirmed in time: contacts nobody proved are not kept. Pending
-    subscribers have no deliveries; the check only guards the rule."""
+    """Delete requests never confirmed in time: contacts nobody proved are not kept. Timed from a
+    request's latest asking (a repeat sends a new link, valid as long). Pending subscribers have no
+    deliveries; the check only guards the rule."""
     D, P = deliveries.c, subscribers.alias("p").c  # an alias: never correlated with the DELETE's own table
-    doomed = sa.select(P.id).where(P.status == "pending", P.created_at < created_before,
+    doomed = sa.select(P.id).where(P.status == "pending", P.updated_at < created_before,
                                    ~sa.exists().where(D.subscriber_id == P.id))
     for table in (*_CHILDREN, consents):
         await conn.execute(sa.delete(table).where(table.c.subscriber_id.in_(doomed)))

@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from pushsvc.api.problems import Problem
-from pushsvc.api.reports import csv_response, local_time, report_for, today
+from pushsvc.api.reports import csv_response, report_for, today
+from pushsvc.core.quiet_hours import local_time
 from pushsvc.api.routing import Param, endpoint, services
 from pushsvc.channels import CHANNELS
 from pushsvc.core.charts import Group, Series, bar_groups, stacked_columns

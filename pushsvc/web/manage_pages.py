@@ -14,12 +14,13 @@ import json
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
 from pushsvc.api.routing import endpoint, services
 from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.core.identifiers import mask_email, mask_phone, normalise_email, normalise_phone
 from pushsvc.core.tokens import BadToken
-from pushsvc.core.verification import CHANNEL_OF, ContactKind, manage_token, read_manage_token
+from pushsvc.core.verification import CHANNEL_OF, ContactKeys, ContactKind, read_manage_token
 from pushsvc.store.self_service import (
     erase,
     export,
@@ -36,7 +37,7 @@ from pushsvc.store.subscribers import find_duplicates, load_subscriber
 from pushsvc.web import csrf
 from pushsvc.web.forms import FORM_MEDIA, LANG, listed, locale_of, notice, read_form, redis_needed, render
 from pushsvc.web.pages import SECURITY_HEADERS
-from pushsvc.web.proofs import MANAGE_SOURCE, Rejected, accept, ask, bad_link, check_code, codes, over_limit
+from pushsvc.web.proofs import MANAGE_SOURCE, Rejected, accept, ask, bad_link, check_code, codes, manage_path, over_limit
 from pushsvc.web.subscription_form import Typed, check, read_typed, stored, view
 from pushsvc.web.words import page_words
 
@@ -108,17 +109,19 @@ async def _enter(request: web.Request, locale: str, phone_text: str, code_text: 
         on = await accept(conn, sid, "phone", phone, MANAGE_SOURCE)
     if on is None:
         return _request_page(request, locale, phone=phone_text, errors={"code": words["no_code"]}, status=422)
-    location = f"/manage/{manage_token(services(request).signer, sid, 'phone')}?lang={locale}"
+    location = manage_path(request, sid, "phone", phone, locale)
     return web.Response(status=303, headers={**SECURITY_HEADERS, "Location": location})
 
 
 # -- the manage page ---------------------------------------------------------------------------------
 
 
-async def _session(request: web.Request, locale: str) -> tuple[int, ContactKind, dict[str, Any]] | web.Response:
-    """(subscriber id, the contact the link went to, the subscriber), or the page saying why not."""
+async def _session(request: web.Request, locale: str) -> tuple[int, ContactKind | None, dict[str, Any]] | web.Response:
+    """(subscriber id, the kind of contact the link went to if it is still theirs, the subscriber),
+    or the page saying why not."""
+    svc = services(request)
     try:
-        sid, via = read_manage_token(services(request).signer, request.match_info["token"])
+        sid, via, digest = read_manage_token(svc.signer, request.match_info["token"])
     except BadToken as exc:
         return bad_link(request, locale, exc)
     async with services(request).db.read() as conn:
@@ -127,7 +130,9 @@ async def _session(request: web.Request, locale: str) -> tuple[int, ContactKind,
             sub["wanted"] = await wanted_channels(conn, sid)
     if sub is None or sub["status"] == "erased":
         return notice(request, locale, 404, "gone_title", "gone_text", links=((f"/subscribe?lang={locale}", "subscribe_title"),))
-    return sid, via, sub
+    # An address changed on this page since is not proven by the link that opened it.
+    proven = sub[via] is not None and ContactKeys(svc.settings.secret_key).digest(sub[via]) == digest
+    return sid, via if proven else None, sub
 
 
 def _manage_page(request: web.Request, locale: str, sub: dict[str, Any], *, typed: Typed | None = None,
@@ -207,7 +212,7 @@ async def _reloaded(request: web.Request, locale: str, sid: int, notices: tuple[
     return _manage_page(request, locale, sub, notices=notices)
 
 
-async def _save(request: web.Request, locale: str, sid: int, via: ContactKind, sub: dict[str, Any],
+async def _save(request: web.Request, locale: str, sid: int, via: ContactKind | None, sub: dict[str, Any],
                 typed: Typed) -> web.Response:
     """Every choice of the subscribe form. A channel stays or comes on when its contact is the
     one this page was opened with, or is unchanged and was on; otherwise its contact is asked to
@@ -237,11 +242,14 @@ async def _save(request: web.Request, locale: str, sid: int, via: ContactKind, s
     refused = await over_limit(request, prove, words)
     if refused:
         return _manage_page(request, locale, sub, typed=typed, errors=refused, status=429)
-    async with svc.db.write() as conn:
-        await switch_off(conn, sid, (on & requested) - keep)
-        await replace_wishes(conn, sid, new, MANAGE_SOURCE)
-        if keep - on:
-            await turn_on(conn, sid, keep - on, proof="manage", source=MANAGE_SOURCE)
+    try:
+        async with svc.db.write() as conn:
+            await switch_off(conn, sid, (on & requested) - keep)
+            await replace_wishes(conn, sid, new, MANAGE_SOURCE)
+            if keep - on:
+                await turn_on(conn, sid, keep - on, proof="manage", source=MANAGE_SOURCE)
+    except IntegrityError:  # another subscriber took the contact between the check above and this write
+        return _manage_page(request, locale, sub, typed=typed, errors={"form": words["contact_taken"]}, status=409)
     await ask(request, "confirmation", [(sid, kind) for kind in prove])
     notices = (words["saved"],)
     if prove:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from aiohttp import web
 
 from pushsvc.api.problems import Problem
 from pushsvc.api.routing import endpoint, path_id, read_body, services
-from pushsvc.core.quiet_hours import LOCAL_ZONE
+from pushsvc.core.quiet_hours import local_time
 from pushsvc.core.timeliness import went_public
 from pushsvc.core.tokens import BadToken, read_unsubscribe_token
 from pushsvc.delivery.notices import LONG_FIELDS
@@ -73,12 +72,8 @@ async def policy_page(request: web.Request) -> web.Response:
     domain = svc.catalogue.domains.get(policy["domain"])
     return page(request, "policy.html", policy=policy, department=department["name"] if department else "",
                 domain=domain.label.get("zh-CN") if domain else policy["domain"],
-                first_at=_local(went_public(policy["publish_at"], policy["created_at"])),
-                revisions=[{**r, "at": _local(r["created_at"])} for r in history], long_fields=LONG_FIELDS)
-
-
-def _local(at: datetime) -> str:
-    return at.astimezone(LOCAL_ZONE).strftime("%Y-%m-%d %H:%M")
+                first_at=local_time(went_public(policy["publish_at"], policy["created_at"])),
+                revisions=[{**r, "at": local_time(r["created_at"])} for r in history], long_fields=LONG_FIELDS)
 
 
 def _unsubscribe_target(request: web.Request) -> tuple[int, str] | web.Response:

@@ -23,14 +23,13 @@ from pushsvc.codes import Codes
 from pushsvc.core.identifiers import normalise_phone
 from pushsvc.core.subscribers import Contacts
 from pushsvc.core.tokens import BadToken
-from pushsvc.core.verification import CHANNEL_OF, UNPROVABLE_CHANNELS, ContactKind, ContactKeys, normal_code
-from pushsvc.delivery.self_service import Kind, Via, enqueue_send
+from pushsvc.core.verification import CHANNEL_OF, UNPROVABLE_CHANNELS, ContactKind, ContactKeys, manage_token, normal_code
+from pushsvc.delivery.self_service import Kind, enqueue_send
 from pushsvc.store.self_service import channels_on, turn_on, wanted_channels
 from pushsvc.store.subscribers import load_subscriber
 from pushsvc.web.forms import minutes, notice
 
 # How each contact is reached, and the sources consents name: the page it happened on.
-VIA: dict[ContactKind, Via] = {"email": "email", "phone": "sms"}
 SUBSCRIBE_SOURCE, CONFIRM_SOURCE, VERIFY_SOURCE, MANAGE_SOURCE = "web:/subscribe", "web:/confirm", "web:/verify", "web:/manage"
 
 
@@ -56,7 +55,7 @@ async def over_limit(request: web.Request, contacts: Mapping[ContactKind, str], 
 async def ask(request: web.Request, kind: Kind, sends: list[tuple[int, ContactKind]]) -> None:
     """Have the job send `kind` to each (subscriber, contact)."""
     for sid, contact in sends:
-        await enqueue_send(services(request).redis, kind, sid, VIA[contact])
+        await enqueue_send(services(request).redis, kind, sid, CHANNEL_OF[contact])
 
 
 def contacts_of(row: Mapping[str, Any]) -> Contacts:
@@ -105,6 +104,13 @@ async def check_code(request: web.Request, phone_text: str, code_text: str,
     if checked.result == "wrong":
         return Rejected({"code": words["wrong_code"].format(left=checked.attempts_left)}, 422)
     return Rejected({"code": words["no_code"]}, 422)
+
+
+def manage_path(request: web.Request, sid: int, kind: ContactKind, contact: str, locale: str) -> str:
+    """The manage page for someone who has just proven `contact`."""
+    svc = services(request)
+    token = manage_token(svc.signer, ContactKeys(svc.settings.secret_key), sid, kind, contact)
+    return f"/manage/{token}?lang={locale}"
 
 
 def bad_link(request: web.Request, locale: str, exc: BadToken) -> web.Response:

@@ -9,11 +9,12 @@ their subscription instead, and the page answers the same either way.
 from __future__ import annotations
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
 from pushsvc.api.routing import Param, endpoint, services
 from pushsvc.core.identifiers import mask_email, mask_phone, normalise_phone
 from pushsvc.core.tokens import BadToken
-from pushsvc.core.verification import ContactKeys, ContactKind, manage_token, read_confirm_token
+from pushsvc.core.verification import ContactKeys, ContactKind, read_confirm_token
 from pushsvc.store.self_service import channels_on, enrol, subscriber_by_contact, wanted_channels
 from pushsvc.store.subscribers import load_subscriber
 from pushsvc.web import csrf
@@ -27,6 +28,7 @@ from pushsvc.web.proofs import (
     ask,
     bad_link,
     check_code,
+    manage_path,
     over_limit,
 )
 from pushsvc.web.subscription_form import Typed, check, prefilled, read_typed, view
@@ -72,8 +74,12 @@ async def subscribe(request: web.Request) -> web.Response:
     refused = await over_limit(request, contacts, words)
     if refused:
         return _form_page(request, locale, typed, refused, status=429)
-    async with svc.db.write() as conn:
-        enrolment = await enrol(conn, sub, SUBSCRIBE_SOURCE)
+    try:
+        async with svc.db.write() as conn:
+            enrolment = await enrol(conn, sub, SUBSCRIBE_SOURCE)
+    except IntegrityError:  # a twin request (a double submit) stored the contact meanwhile: it is known now
+        async with svc.db.write() as conn:
+            enrolment = await enrol(conn, sub, SUBSCRIBE_SOURCE)
     if enrolment.uscc_taken:
         field = next((f"{g}.uscc" for g in sub.audiences if "uscc" in sub.audiences[g]), "form")
         return _form_page(request, locale, typed, {field: words["uscc_taken"]}, status=409)
@@ -123,7 +129,7 @@ async def verify(request: web.Request) -> web.Response:
         on = await accept(conn, sid, "phone", phone, VERIFY_SOURCE)
     if on is None:
         return _verify_page(request, locale, phone_text, {"code": words["no_code"]}, status=422)
-    return _confirmed(request, locale, sid, "phone", on)
+    return _confirmed(request, locale, sid, "phone", phone, on)
 
 
 async def _resend(request: web.Request, locale: str, phone_text: str) -> web.Response:
@@ -144,11 +150,11 @@ async def _resend(request: web.Request, locale: str, phone_text: str) -> web.Res
     return _verify_page(request, locale, phone_text, {}, notice_text=words["resent"])
 
 
-def _confirmed(request: web.Request, locale: str, sid: int, via: ContactKind, on: set[str]) -> web.Response:
+def _confirmed(request: web.Request, locale: str, sid: int, via: ContactKind, contact: str, on: set[str]) -> web.Response:
     words = page_words(locale)
     labels = [words[f"channel_{c}"] for c in ("email", "sms", "wechat") if c in on]
     text = words["confirmed_text"].format(channels=listed(labels, locale))
-    manage_url = f"/manage/{manage_token(services(request).signer, sid, via)}?lang={locale}"
+    manage_url = manage_path(request, sid, via, contact, locale)
     return render(request, "confirmed.html", locale=locale, text=text if labels else words["confirmed_nothing"],
                   manage_url=manage_url)
 
@@ -198,4 +204,4 @@ async def confirm(request: web.Request) -> web.Response:
         on = await accept(conn, sid, "email", email, CONFIRM_SOURCE)
     if on is None:
         return notice(request, locale, 404, "gone_title", "gone_text")
-    return _confirmed(request, locale, sid, "email", on)
+    return _confirmed(request, locale, sid, "email", email, on)
