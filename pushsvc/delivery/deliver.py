@@ -64,12 +64,12 @@ async def _send(
     """Send the claimed rows; returns their ledger updates."""
     channel = svc.channels.get(channel_name)
     try:
-        message = await load_message(svc, policy_id, notice)
+        message = await load_message(svc, policy_id, notice, to_send=True)
         async with svc.db.read() as conn:
             recipients, gone = await load_recipients(conn, claimed, channel_name)
         outcomes: list[Outcome] = [Outcome(d, "failed", "unsubscribed before sending") for d in gone]
         if channel is None or message is None:
-            reason = f"channel '{channel_name}' is not configured" if channel is None else "policy deleted"
+            reason = f"channel '{channel_name}' is not configured" if channel is None else "the policy is gone or no longer in force"
             outcomes += [Outcome(r.delivery_id, "failed", reason) for r in recipients]
         elif recipients:
             recipients, held = hold_for_quiet_hours(svc, channel, recipients, at)

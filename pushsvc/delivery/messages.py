@@ -85,8 +85,10 @@ def policy_message(svc: Services, policy: dict[str, Any], department: str, code:
     )
 
 
-async def load_message(svc: Services, policy_id: int, notice: int = 0) -> PolicyMessage | None:
-    """The policy's message (notice 0) or its n-th notice's; None if either is gone."""
+async def load_message(svc: Services, policy_id: int, notice: int = 0, *, to_send: bool = False) -> PolicyMessage | None:
+    """The policy's message (notice 0) or its n-th notice's; None if either is gone. `to_send`:
+    also None for the policy's own message once it is repealed or lapsed, so that nothing that
+    brings its rows back (a retry of the failed ones, a lease run out) announces it again."""
     async with svc.db.read() as conn:
         policy = await get_policy(conn, policy_id)
         if policy is None:
@@ -97,5 +99,5 @@ async def load_message(svc: Services, policy_id: int, notice: int = 0) -> Policy
     assert code is not None, "a short link is issued with every policy"
     message = policy_message(svc, policy, department["name"] if department else "", code)
     if not notice:
-        return message
+        return None if to_send and policy["status"] in ("repealed", "lapsed") else message
     return notice_message(message, told) if told else None
