@@ -242,6 +242,12 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a running process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_processes(procs: list[subprocess.Popen[Any]]) -> None:
     """SIGTERM to all (workers finish what they are sending), then wait; kill what hangs."""
     for proc in procs:

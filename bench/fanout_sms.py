@@ -37,7 +37,17 @@ import redis as redis_sync
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from bench.common import BENCH_SCHEMA, bench_database, catalogue, cpu_count, seed, sqlite_url, stop_processes
+from bench.common import (
+    BENCH_SCHEMA,
+    bench_database,
+    catalogue,
+    cpu_count,
+    cpu_seconds,
+    seed,
+    sqlite_url,
+    stop_processes,
+)
+from bench.ledger_floor import ledger_floor
 from pushsvc.channels.base import PolicyMessage
 from pushsvc.channels.sms import MAX_NUMBERS, SEND_PATH, national_number, render_text, signed_headers
 from pushsvc.core.rendering import Renderer
@@ -160,7 +170,8 @@ async def _until_recorded(session: aiohttp.ClientSession, stub: str, n: int, sta
 
 
 async def measure(api: str, stub: str, settings: Settings, subscribers: list[tuple[int, str]],
-                  in_flight: int, audiences: list[str], drain_receipts: bool) -> dict[str, Any]:
+                  in_flight: int, audiences: list[str], drain_receipts: bool, url: str,
+                  procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
     n = len(subscribers)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
         await _wait_http(session, f"{api}/healthz")
@@ -192,13 +203,19 @@ async def measure(api: str, stub: str, settings: Settings, subscribers: list[tup
 
         # Pipeline: publish, then wait for the stub to have every number.
         started = time.perf_counter()
+        cpu_before = {name: cpu_seconds(proc.pid) for name, proc in procs.items()}
         async with session.post(f"{api}/v1/policies", headers={"Authorization": f"Bearer {key}"},
                                 json=policy(audiences)) as resp:
             assert resp.status == 202, await resp.text()
+            policy_id = (await resp.json())["id"]
         pipeline_seconds = await _until_recorded(session, stub, n, started, 900)
+        cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in procs.items()}
         stats = await _stub_numbers(session, stub)
+    # The services are idle now: the database is the floor's alone.
+    floor_seconds = await ledger_floor(url, policy_id, [sid for sid, _ in subscribers], BATCH)
     return {"raw_seconds": raw_seconds, "raw_requests": len(bodies), "pipeline_seconds": pipeline_seconds,
-            "pipeline_requests": stats["requests"], "numbers": stats["numbers"]}
+            "pipeline_requests": stats["requests"], "numbers": stats["numbers"], "cpu": cpu,
+            "floor_seconds": floor_seconds}
 
 
 def main() -> int:
@@ -230,19 +247,21 @@ def main() -> int:
     redis_sync.Redis.from_url(args.redis_url).flushdb()
     cli = [sys.executable, "-m", "pushsvc.cli"]
     logs = open(tmp / "services.log", "wb")
-    procs = [
-        subprocess.Popen(cli + ["stub", "sms", "--port", str(stub_port), "--receipt-delay", str(args.receipt_delay)],
-                         env=env, cwd=REPO_ROOT, stdout=logs, stderr=subprocess.STDOUT),
-        subprocess.Popen(cli + ["serve", "--port", str(api_port)], env=env, cwd=REPO_ROOT, stdout=logs,
-                         stderr=subprocess.STDOUT),
-    ] + [subprocess.Popen(cli + ["worker"], env=env, cwd=REPO_ROOT, stdout=logs, stderr=subprocess.STDOUT)
-         for _ in range(args.workers)]
+    procs = {
+        "stub": subprocess.Popen(cli + ["stub", "sms", "--port", str(stub_port), "--receipt-delay",
+                                        str(args.receipt_delay)], env=env, cwd=REPO_ROOT, stdout=logs,
+                                 stderr=subprocess.STDOUT),
+        "api": subprocess.Popen(cli + ["serve", "--port", str(api_port)], env=env, cwd=REPO_ROOT, stdout=logs,
+                                stderr=subprocess.STDOUT),
+    } | {f"worker {i + 1}": subprocess.Popen(cli + ["worker"], env=env, cwd=REPO_ROOT, stdout=logs,
+                                             stderr=subprocess.STDOUT)
+         for i in range(args.workers)}
     in_flight = args.workers * settings.sms_connections
     try:
         result = asyncio.run(measure(api, stub, settings, subscribers, in_flight, list(catalogue().groups),
-                               args.receipt_delay <= DRAIN_MAX_SECONDS))
+                                     args.receipt_delay <= DRAIN_MAX_SECONDS, url, procs))
     finally:
-        stop_processes(procs)
+        stop_processes(list(procs.values()))
         logs.close()
 
     n = args.recipients
@@ -253,7 +272,13 @@ def main() -> int:
     print(f"raw:      {result['raw_requests']} requests, {in_flight} in flight: "
           f"{result['raw_seconds']:.2f} s, {raw_rate:,.0f} numbers/s")
     print(f"pipeline: {result['pipeline_requests']} requests: {result['pipeline_seconds']:.2f} s, {rate:,.0f} numbers/s")
+    print("  CPU seconds meanwhile: " + ", ".join(f"{name} {sec:.1f}" for name, sec in result["cpu"].items())
+          + ("" if url.startswith("sqlite") else " (PostgreSQL's own processes not counted)"))
     print(f"ratio {ratio:.2f} (target >= {TARGET_RATIO}) {'OK' if ratio >= TARGET_RATIO else 'BELOW TARGET'}")
+    floor = result["floor_seconds"]
+    print(f"ledger floor: {n:,} rows inserted, claimed and given outcomes by the plain driver, no HTTP: "
+          f"{floor:.2f} s; the best ratio a per-recipient ledger allows here is raw/floor = "
+          f"{min(1.0, result['raw_seconds'] / floor):.2f}")
     print(f"logs: {tmp / 'services.log'}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Digests: daily and weekly subscribers get their held policies in one message per channel at the
+"""Digests: daily and weekly subscribers get their waiting policies in one message per channel at the
 digest time, once; the cron function is driven here with a clock, against the real SMTP sink, the
 SMS stand-in and both databases."""
 
@@ -18,7 +18,9 @@ from pushsvc.delivery.digest import run_digest
 from pushsvc.delivery.fanout import run_fanout
 from pushsvc.services import Services
 from pushsvc.settings import Settings
+from pushsvc.store.deliveries import stale_work
 from pushsvc.store.schema import deliveries
+from pushsvc.store.subscribers import now
 from pushsvc.stubs.smtp_sink import SmtpSink
 from pushsvc.stubs.sms_gateway import SmsGatewayStub
 from tests.conftest import Api
@@ -88,7 +90,7 @@ async def test_a_digest_lists_the_period_once_weekly_waits_for_monday(
 
     rows = await ledger(svc, daily["id"])
     assert [r["status"] for r in rows] == ["sent"] * 3 and {r["provider_ref"] for r in rows} == {msg["Message-ID"]}
-    assert [r["status"] for r in await ledger(svc, weekly["id"])] == ["held"] * 3  # untouched on a non-Monday
+    assert [r["status"] for r in await ledger(svc, weekly["id"])] == ["digest"] * 3  # untouched on a non-Monday
 
     digest_url = next(line.split("：", 1)[1] for line in text.splitlines() if line.startswith("在网页上查看全部"))
     status, page = await api.call("GET", urlsplit(digest_url).path)
@@ -120,7 +122,7 @@ async def test_an_sms_digest_waits_for_the_end_of_quiet_hours(
             await publish(api, svc, key, title, ["sms"])
         day = next_day(datetime.now(LOCAL_ZONE).date(), monday=False)
         assert await run_digest(svc, local(day, 9, 0)) == 0
-        assert {(r["status"], r["attempts"]) for r in await ledger(svc, late_riser["id"])} == {("held", 0)}
+        assert {(r["status"], r["attempts"]) for r in await ledger(svc, late_riser["id"])} == {("digest", 0)}
         assert await run_digest(svc, local(day, 10, 5)) == 1
         rows = await ledger(svc, late_riser["id"])
     [sms] = await stub_messages(api, gateway)
@@ -128,3 +130,32 @@ async def test_an_sms_digest_waits_for_the_end_of_quiet_hours(
     assert sms["text"].startswith("【广州政务公开】每日政策摘要")
     assert "1.《关于稳岗扩岗的若干措施》" in sms["text"] and "另有1项" in sms["text"] and "/s/" in sms["text"]
     assert [r["status"] for r in rows] == ["sent"] * 4 and len({r["provider_ref"] for r in rows}) == 1
+
+
+async def test_a_digest_failing_for_now_waits_for_its_backoff(api: Api, settings: Settings, sink: SmtpSink) -> None:
+    key = (await api.department())["api_key"]
+    daily = await subscriber(api, key, 4, frequency="daily")
+    # Due at any time of day; a backoff (10 to 20 minutes) longer than the cron's 5-minute period.
+    slow = settings.model_copy(update={"digest_time": "00:00", "retry_base_seconds": 1200.0,
+                                       "retry_max_seconds": 3600.0})
+    async with services_for(slow) as svc:  # noqa: F811
+        policy_id = await publish(api, svc, key, TITLES[0], ["email"])
+        async with svc.db.write() as conn:  # published two days ago: in today's digest
+            await conn.execute(sa.update(deliveries).where(deliveries.c.policy_id == policy_id)
+                               .values(created_at=now() - timedelta(days=2)))
+        sink.set_faults(temp_fail_for=3600)
+        failed_at = now()
+        assert await run_digest(svc, failed_at) == 0
+        [row] = await ledger(svc, daily["id"])
+        assert (row["status"], row["attempts"]) == ("digest", 1)
+        assert failed_at + timedelta(seconds=600) <= row["next_attempt_at"] <= now() + timedelta(seconds=1200)
+        async with svc.db.read() as conn:  # not the sweeper's (nor a deliver job's) to send
+            assert [w async for w in stale_work(conn, row["next_attempt_at"] + timedelta(days=1), failed_at)] == []
+
+        sink.set_faults()
+        assert await run_digest(svc, failed_at + timedelta(minutes=5)) == 0  # the next run: too early
+        assert sink.count() == 0 and [r["attempts"] for r in await ledger(svc, daily["id"])] == [1]
+        assert await run_digest(svc, row["next_attempt_at"]) == 1
+        [row] = await ledger(svc, daily["id"])
+    assert (row["status"], row["attempts"]) == ("sent", 2) and sink.count() == 1
+    assert sink.messages()[0].rcpt_tos == (daily["email"],)

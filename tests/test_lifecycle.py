@@ -101,7 +101,7 @@ async def test_revision_reaches_exactly_the_earlier_recipients(
     told = await subscriber(api, key, 1)  # e-mail: receives it
     refused = await subscriber(api, key, 2)  # e-mail refused by the server: never received it
     by_sms = await subscriber(api, key, 3, channels=["email", "sms"])  # only the SMS gets through
-    digest = await subscriber(api, key, 4, frequency="daily")  # held for tomorrow's digest
+    digest = await subscriber(api, key, 4, frequency="daily")  # waits for tomorrow's digest
     sink.set_faults(reject={refused["email"], by_sms["email"]})
     workers.start(PUSHSVC_SMS_URL=gateway.url)
 

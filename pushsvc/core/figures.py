@@ -7,7 +7,7 @@ Definitions (the README repeats them for readers of the report):
 - sent: messages the provider accepted (the SMTP server, the SMS gateway, WeChat), whatever a
   receipt said afterwards. delivered: confirmed by a delivery receipt (SMS only: e-mail and WeChat
   send none). failed: given up for good (a permanent refusal, a failed receipt, or a temporary
-  failure that ran out of attempts). pending: not final yet (queued, sending, held).
+  failure that ran out of attempts). pending: not final yet (queued, sending, held, digest).
 - reached: subscribers with at least one message `sent` or `delivered`; reach rate = reached / matched.
 - time to delivery: from the moment the policy went public to its receipt (`delivered_at`), or to
   its acceptance (`sent_at`) for a message without a receipt; median and 95th percentile over the
@@ -114,7 +114,7 @@ class ChannelFigures(BaseModel):
     sent: int = Field(0, description="accepted by the provider, whatever a receipt said afterwards")
     delivered: int = Field(0, description="confirmed by a delivery receipt (SMS; e-mail and WeChat send none)")
     failed: int = Field(0, description="given up for good")
-    pending: int = Field(0, description="not final yet: queued, sending or held")
+    pending: int = Field(0, description="not final yet: queued, sending, held or digest")
     failed_by_reason: dict[str, int] = Field(default_factory=dict, description="reason code -> messages")
 
     def add(self, other: ChannelFigures) -> None:

@@ -14,7 +14,7 @@ from pushsvc.core.timeliness import Timeliness
 Frequency = Literal["immediate", "daily", "weekly"]
 Locale = Literal["zh-CN", "zh-HK", "en"]
 Disclosure = Literal["proactive", "on_request", "not_disclosed"]
-DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "failed", "held"]
+DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "failed", "held", "digest"]
 Url = Field(default=None, max_length=1000, pattern=r"^https?://\S+$")
 Name = Annotated[str, Field(max_length=64)]  # a catalogue name: audience group, attribute, domain, channel
 

@@ -1,18 +1,21 @@
 """Digests: subscribers on a daily or weekly frequency get the policies that matched them in one
 message per channel, at `PUSHSVC_DIGEST_TIME` local time (weekly ones on `PUSHSVC_DIGEST_WEEKDAY`).
 
-The fan-out writes their ledger rows `held` with no next_attempt_at (so no deliver job claims them)
-and they wait there. The `digest` cron runs every few minutes; once the day's digest time has
-passed, it takes, per subscriber and channel, the rows held since before local midnight, moves them
-to `sending` (a claim: another run finds them taken), sends one message listing those policies,
-and writes every row's outcome (a sent digest's provider ref on each). A policy so reaches a
-subscriber at once or in a digest, never both: it has one ledger row per subscriber and channel.
+The fan-out writes their ledger rows with the status `digest` (which no deliver job claims) and no
+next_attempt_at, and they wait there. The `digest` cron runs every few minutes; once the day's
+digest time has passed, it takes, per subscriber and channel, the rows waiting since before local
+midnight, moves them to `sending` (a claim: another run finds them taken), sends one message
+listing those policies, and writes every row's outcome (a sent digest's provider ref on each). A
+policy so reaches a subscriber at once or in a digest, never both: it has one ledger row per
+subscriber and channel. A temporary failure puts the rows back to `digest` with a next_attempt_at
+from the ordinary backoff (or a provider's rate window): runs take them only once it has come.
 
 Why a run every few minutes rather than one at the digest time: SMS and WeChat digests wait for
-the end of the subscriber's quiet hours, and a temporary failure is tried again, and both only
-need the next run to find the rows still held. Runs are idempotent (the claim) and one at a time
-(a Redis lock), so two workers or a repeated cron send nothing twice. A run killed while sending
-leaves its rows `sending`: the sweeper then hands them to deliver jobs, one message each.
+the end of the subscriber's quiet hours, and a temporary failure is tried again after its backoff,
+and both only need a later run to find the rows still waiting. Runs are idempotent (the claim)
+and one at a time (a Redis lock), so two workers or a repeated cron send nothing twice. A run
+killed while sending leaves its rows `sending`: the sweeper then hands them to deliver jobs, one
+message each.
 """
 
 from __future__ import annotations
@@ -93,8 +96,8 @@ class DigestMessage:
 @dataclass(frozen=True)
 class Run:
     day: date  # the run's local date
-    frequencies: tuple[str, ...]  # whose held rows are due
-    before: datetime  # rows held since before this (the day's local midnight, UTC) are due
+    frequencies: tuple[str, ...]  # whose waiting rows are due
+    before: datetime  # rows waiting since before this (the day's local midnight, UTC) are due
 
 
 def due_run(at: datetime, digest_time: str, weekday: int) -> Run | None:
@@ -146,7 +149,7 @@ async def run_digest(svc: Services, at: datetime | None = None) -> int:
         sent, after = 0, 0
         while True:
             async with svc.db.read() as conn:
-                sids = await digest_subscribers(conn, run.frequencies, run.before, after, BATCH_SUBSCRIBERS)
+                sids = await digest_subscribers(conn, run.frequencies, run.before, at, after, BATCH_SUBSCRIBERS)
             if not sids:
                 return sent
             after = sids[-1]
@@ -158,7 +161,7 @@ async def run_digest(svc: Services, at: datetime | None = None) -> int:
 
 @dataclass
 class _Group:
-    """One subscriber's held rows on one channel: one digest message."""
+    """One subscriber's waiting rows on one channel: one digest message."""
 
     rows: list[Waiting]
     recipient: Recipient | None = None
@@ -170,7 +173,7 @@ class _Group:
 
 async def _batch(svc: Services, run: Run, lo: int, hi: int, at: datetime) -> int:
     async with svc.db.read() as conn:
-        waiting = await waiting_for_digest(conn, run.frequencies, run.before, lo, hi)
+        waiting = await waiting_for_digest(conn, run.frequencies, run.before, at, lo, hi)
         groups: dict[tuple[int, str], _Group] = {}
         for row in waiting:
             groups.setdefault((row.subscriber_id, row.channel), _Group([])).rows.append(row)
@@ -185,7 +188,7 @@ async def _batch(svc: Services, run: Run, lo: int, hi: int, at: datetime) -> int
                 outcomes += [Outcome(r.delivery_id, "failed", f"channel '{channel_name}' is not configured")
                              for r in recipients]
                 continue
-            # In their quiet hours: left held, untouched, for a run after it ends.
+            # In their quiet hours: left waiting, untouched, for a run after it ends.
             ready, _ = hold_for_quiet_hours(svc, channel, recipients, at)
             for r in ready:
                 groups[(r.subscriber_id, channel_name)].recipient = r
@@ -260,13 +263,13 @@ async def _messages(
 
 def _updates(svc: Services, outcome: Outcome, rows: list[Waiting], at: datetime) -> list[dict[str, Any]]:
     """The digest's outcome on each of its rows. Not sent yet (a temporary failure, a rate window):
-    held again for the next run, until the attempts run out."""
+    waiting for a digest again, due after the backoff (or the window), until the attempts run out."""
     s = svc.settings
     updates = []
     for row in rows:
         own = Outcome(row.delivery_id, outcome.status, outcome.error, outcome.provider_ref, outcome.not_before)
         update = ledger_update(own, row.attempts + 1, s.max_attempts, at, s.retry_base_seconds, s.retry_max_seconds)
         if update["new_status"] in ("queued", "held"):
-            update.update(new_status="held", new_next=None)
+            update["new_status"] = "digest"  # with its next_attempt_at: not a deliver job's to send
         updates.append(update)
     return updates

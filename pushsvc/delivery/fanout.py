@@ -29,6 +29,7 @@ from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
 IMMEDIATE = "immediate"
+WRITE_SUBSCRIBERS = 10_000
 
 
 @dataclass
@@ -41,9 +42,10 @@ class Batch:
         return self.rows[0][0], self.rows[-1][0]
 
 
-async def _flush(svc: Services, policy_id: int, batch: Batch) -> int:
-    """Write a batch and enqueue its deliveries; returns the new cursor."""
-    lo, hi = batch.bounds
+async def _flush(svc: Services, policy_id: int, batches: list[Batch]) -> int:
+    """Write the batches in one transaction, then enqueue a deliver job per batch and channel;
+    returns the new cursor."""
+    hi = batches[-1].bounds[1]
     at = now()
     rows = [
         {
@@ -51,11 +53,12 @@ async def _flush(svc: Services, policy_id: int, batch: Batch) -> int:
             "subscriber_id": sid,
             "channel": channel,
             # Digest subscribers wait in the ledger for their period's message.
-            "status": "queued" if frequency == IMMEDIATE else "held",
+            "status": "queued" if frequency == IMMEDIATE else "digest",
             "attempts": 0,
             "created_at": at,
             "updated_at": at,
         }
+        for batch in batches
         for sid, channel, frequency in batch.rows
     ]
     async with svc.db.write() as conn:
@@ -63,10 +66,12 @@ async def _flush(svc: Services, policy_id: int, batch: Batch) -> int:
         await conn.execute(
             sa.update(policies)
             .where(policies.c.id == policy_id, policies.c.fanout_cursor < hi)
-            .values(fanout_cursor=hi, matched=policies.c.matched + batch.subscribers, updated_at=at)
+            .values(fanout_cursor=hi, matched=policies.c.matched + sum(b.subscribers for b in batches), updated_at=at)
         )
-    for channel in sorted({r["channel"] for r in rows if r["status"] == "queued"}):
-        await enqueue_deliver(svc.redis, policy_id, channel, lo, hi)
+    for batch in batches:
+        lo, batch_hi = batch.bounds
+        for channel in sorted({channel for _, channel, frequency in batch.rows if frequency == IMMEDIATE}):
+            await enqueue_deliver(svc.redis, policy_id, channel, lo, batch_hi)
     return hi
 
 
@@ -91,6 +96,11 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
     size = svc.settings.fanout_batch_size
     deadline = time.monotonic() + svc.settings.job_timeout_seconds / 2
     query = matching_pairs(targeting, policy["domain"], list(policy["channels"]), policy["fanout_cursor"])
+    # Several deliver batches per ledger transaction: on SQLite each transaction waits its turn for
+    # the write lock behind the deliver jobs' claims and outcomes, and with one per 1,000 rows that
+    # waiting, not the writing, set the fan-out's pace (measured: 100,000 rows, 16 s against 4 s alone).
+    per_write = max(1, WRITE_SUBSCRIBERS // size)
+    pending: list[Batch] = []
     batch, last_sid, cursor, cut_short = Batch(), None, 0, False
     # Closed at once when cut short: the stream holds a connection (and on PostgreSQL a cursor).
     async with aclosing(svc.db.stream(query, max(1000, size * 3))) as partitions:
@@ -98,8 +108,11 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
             for sid, channel, frequency in partition:
                 if sid != last_sid:
                     if batch.subscribers == size:
-                        cursor = await _flush(svc, policy_id, batch)
+                        pending.append(batch)
                         batch = Batch()
+                    if len(pending) == per_write:
+                        cursor = await _flush(svc, policy_id, pending)
+                        pending = []
                         if time.monotonic() > deadline:
                             cut_short = True
                             break
@@ -113,6 +126,8 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
         await enqueue_fanout(svc.redis, policy_id, after=cursor)
         return
     if batch.rows:
-        await _flush(svc, policy_id, batch)
+        pending.append(batch)
+    if pending:
+        await _flush(svc, policy_id, pending)
     async with svc.db.write() as conn:
         await set_status(conn, policy_id, "published", published_at=now())

@@ -9,27 +9,24 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.channels.base import Recipient
+from pushsvc.store.bulk import insert_rows, update_rows
 from pushsvc.store.schema import UTCDateTime, deliveries, policy_notices, subscriber_channels, subscribers
 
 D = deliveries.c
 S = subscribers.c
 RECEIVED = ("sent", "delivered")
+# write_outcomes' columns and the keys core.retry.ledger_update gives them.
+OUTCOME_VALUES = {"status": "new_status", "error": "new_error", "provider_ref": "new_ref",
+                  "next_attempt_at": "new_next", "sent_at": "new_sent", "updated_at": "new_updated"}
 _IN_CHUNK = 1000  # ids per IN list: far below either backend's limit on bound parameters
-
-
-def insert_ignoring_duplicates(conn: AsyncConnection, table: sa.Table) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
 
 
 async def insert_deliveries(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Rows already present (a fan-out run again) are left as they are."""
-    if rows:
-        await conn.execute(insert_ignoring_duplicates(conn, deliveries), list(rows))
+    await insert_rows(conn, deliveries, rows, ignore_duplicates=True)
 
 
 @dataclass(frozen=True)
@@ -47,8 +44,8 @@ async def claim(
     (their lease ran out) are taken again: those, and only those, may be sent twice."""
     due = sa.or_(
         sa.and_(D.status == "queued", sa.or_(D.next_attempt_at.is_(None), D.next_attempt_at <= at)),
-        # Held for quiet hours (digest rows have no next_attempt_at and wait for their digest).
-        sa.and_(D.status == "held", D.next_attempt_at.is_not(None), D.next_attempt_at <= at),
+        # Held for quiet hours or the provider's pace (digest rows have a status of their own).
+        sa.and_(D.status == "held", D.next_attempt_at <= at),
         sa.and_(D.status == "sending", D.updated_at < lease_expired_before),
     )
     result = await conn.execute(
@@ -77,20 +74,10 @@ async def load_recipients(
             S.id.in_(list(by_subscriber)), S.status == "active", still_on
         )
     )
+    # Rows unpacked by position: attribute access on SQLAlchemy rows cost more than the query.
     recipients = [
-        Recipient(
-            delivery_id=by_subscriber[r.id],
-            subscriber_id=r.id,
-            name=r.name,
-            locale=r.locale,
-            email=r.email,
-            phone=r.phone,
-            wechat_openid=r.wechat_openid,
-            wechat_webhook=r.wechat_webhook,
-            quiet_start=r.quiet_start,
-            quiet_end=r.quiet_end,
-        )
-        for r in rows
+        Recipient(by_subscriber[sid], sid, name, locale, email, phone, openid, webhook, quiet_start, quiet_end)
+        for sid, name, locale, email, phone, openid, webhook, quiet_start, quiet_end in rows
     ]
     reached = {r.subscriber_id for r in recipients}
     gone = [c.delivery_id for c in claimed if c.subscriber_id not in reached]
@@ -98,23 +85,8 @@ async def load_recipients(
 
 
 async def write_outcomes(conn: AsyncConnection, updates: Sequence[dict[str, Any]]) -> None:
-    """One executemany per call: each dict has id, status, error, provider_ref, next_attempt_at,
-    sent_at, updated_at."""
-    if not updates:
-        return
-    stmt = (
-        sa.update(deliveries)
-        .where(D.id == sa.bindparam("did"))
-        .values(
-            status=sa.bindparam("new_status"),
-            error=sa.bindparam("new_error"),
-            provider_ref=sa.bindparam("new_ref"),
-            next_attempt_at=sa.bindparam("new_next"),
-            sent_at=sa.bindparam("new_sent"),
-            updated_at=sa.bindparam("new_updated"),
-        )
-    )
-    await conn.execute(stmt, list(updates))
+    """One statement per call: each dict as made by core.retry.ledger_update."""
+    await update_rows(conn, deliveries, updates, key=("id", "did"), values=OUTCOME_VALUES)
 
 
 async def next_due(
@@ -213,7 +185,7 @@ async def cancel_unsent(conn: AsyncConnection, policy_id: int, reason: str, at: 
     rows too) fails with `reason`. Rows already being sent are not stopped."""
     await conn.execute(
         sa.update(deliveries)
-        .where(D.policy_id == policy_id, D.status.in_(["queued", "held"]))
+        .where(D.policy_id == policy_id, D.status.in_(["queued", "held", "digest"]))
         .values(status="failed", error=reason, next_attempt_at=None, updated_at=at)
     )
 
@@ -223,7 +195,7 @@ async def cancel_unsent(conn: AsyncConnection, policy_id: int, reason: str, at: 
 
 @dataclass(frozen=True)
 class Waiting:
-    """A policy held in the ledger for a subscriber's digest."""
+    """A policy waiting in the ledger for a subscriber's digest."""
 
     delivery_id: int
     subscriber_id: int
@@ -234,20 +206,24 @@ class Waiting:
     frequency: str
 
 
-def _waiting(frequencies: Sequence[str], before: datetime) -> sa.ColumnElement[bool]:
-    # Held with no next_attempt_at: waiting for a digest, not for the end of quiet hours.
-    return sa.and_(D.notice == 0, D.status == "held", D.next_attempt_at.is_(None), D.created_at < before,
-                   S.frequency.in_(list(frequencies)))
+def _due_for_digest(at: datetime) -> sa.ColumnElement[bool]:
+    # No next_attempt_at: never tried; otherwise a temporary failure's retry time.
+    return sa.and_(D.status == "digest", sa.or_(D.next_attempt_at.is_(None), D.next_attempt_at <= at))
+
+
+def _waiting(frequencies: Sequence[str], before: datetime, at: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(D.notice == 0, _due_for_digest(at), D.created_at < before, S.frequency.in_(list(frequencies)))
 
 
 async def digest_subscribers(
-    conn: AsyncConnection, frequencies: Sequence[str], before: datetime, after: int, limit: int
+    conn: AsyncConnection, frequencies: Sequence[str], before: datetime, at: datetime, after: int, limit: int
 ) -> list[int]:
-    """The next `limit` subscribers (ids above `after`) with rows held for a digest since before `before`."""
+    """The next `limit` subscribers (ids above `after`) with rows waiting for a digest since before
+    `before` and due at `at`."""
     rows = await conn.execute(
         sa.select(D.subscriber_id)
         .join(subscribers, S.id == D.subscriber_id)
-        .where(_waiting(frequencies, before), D.subscriber_id > after)
+        .where(_waiting(frequencies, before, at), D.subscriber_id > after)
         .group_by(D.subscriber_id)
         .order_by(D.subscriber_id)
         .limit(limit)
@@ -256,26 +232,25 @@ async def digest_subscribers(
 
 
 async def waiting_for_digest(
-    conn: AsyncConnection, frequencies: Sequence[str], before: datetime, lo: int, hi: int
+    conn: AsyncConnection, frequencies: Sequence[str], before: datetime, at: datetime, lo: int, hi: int
 ) -> list[Waiting]:
     rows = await conn.execute(
         sa.select(D.id, D.subscriber_id, D.channel, D.policy_id, D.attempts, D.created_at, S.frequency)
         .join(subscribers, S.id == D.subscriber_id)
-        .where(_waiting(frequencies, before), D.subscriber_id.between(lo, hi))
+        .where(_waiting(frequencies, before, at), D.subscriber_id.between(lo, hi))
         .order_by(D.subscriber_id, D.channel, D.policy_id)
     )
     return [Waiting(*row) for row in rows]
 
 
 async def claim_for_digest(conn: AsyncConnection, delivery_ids: Sequence[int], at: datetime) -> set[int]:
-    """Move held digest rows to `sending` (an attempt); returns those taken. A row another run
+    """Move due digest rows to `sending` (an attempt); returns those taken. A row another run
     took first is not returned."""
     taken: set[int] = set()
     for start in range(0, len(delivery_ids), _IN_CHUNK):
         result = await conn.execute(
             sa.update(deliveries)
-            .where(D.id.in_(list(delivery_ids[start : start + _IN_CHUNK])), D.status == "held",
-                   D.next_attempt_at.is_(None))
+            .where(D.id.in_(list(delivery_ids[start : start + _IN_CHUNK])), _due_for_digest(at))
             .values(status="sending", attempts=D.attempts + 1, updated_at=at)
             .returning(D.id)
         )

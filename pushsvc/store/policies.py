@@ -22,7 +22,11 @@ from pushsvc.store.subscribers import now
 P = policies.c
 D = deliveries.c
 N = policy_notices.c
-STATUSES = ("queued", "sending", "sent", "delivered", "failed", "held")
+STATUSES = ("queued", "sending", "sent", "delivered", "failed", "held", "digest")
+# The API's counts keep the contract's keys: its `held` is "waiting for a digest or for the end of
+# quiet hours", so rows waiting for a digest are counted there.
+_COUNTED_AS = {"digest": "held"}
+COUNTED = tuple(s for s in STATUSES if s not in _COUNTED_AS)
 # A policy can be revised until it is no longer in force; repealed only when no fan-out is running
 # (a running one would go on sending it).
 REVISABLE_STATUSES = ("scheduled", "publishing", "published")
@@ -58,14 +62,14 @@ async def delivery_counts(
     conn: AsyncConnection, policy_id: int, channels: list[str]
 ) -> dict[int, dict[str, dict[str, int]]]:
     """notice -> channel -> status -> count; notice 0 (the policy itself) always has every channel."""
-    counts: dict[int, dict[str, dict[str, int]]] = {0: {ch: dict.fromkeys(STATUSES, 0) for ch in channels}}
+    counts: dict[int, dict[str, dict[str, int]]] = {0: {ch: dict.fromkeys(COUNTED, 0) for ch in channels}}
     rows = await conn.execute(
         sa.select(D.notice, D.channel, D.status, sa.func.count())
         .where(D.policy_id == policy_id)
         .group_by(D.notice, D.channel, D.status)
     )
     for notice, channel, status, n in rows:
-        counts.setdefault(notice, {}).setdefault(channel, dict.fromkeys(STATUSES, 0))[status] = n
+        counts.setdefault(notice, {}).setdefault(channel, dict.fromkeys(COUNTED, 0))[_COUNTED_AS.get(status, status)] += n
     return counts
 
 

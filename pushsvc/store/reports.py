@@ -22,7 +22,7 @@ from pushsvc.store.schema import deliveries, departments, policies
 P = policies.c
 D = deliveries.c
 REACHED = ("sent", "delivered")
-PENDING = ("queued", "sending", "held")
+PENDING = ("queued", "sending", "held", "digest")
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
 # Lifecycle notices (a revision, a repeal: `notice` > 0) share the ledger; the figures count the
 # policy's own message only.

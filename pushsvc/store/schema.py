@@ -185,7 +185,8 @@ deliveries = sa.Table(
     sa.Column("notice", sa.SmallInteger(), nullable=False, server_default="0"),
     sa.Column("subscriber_id", Id, sa.ForeignKey("subscribers.id"), nullable=False),
     sa.Column("channel", sa.String(16), nullable=False),
-    # queued | sending | sent | delivered | failed | held
+    # queued | sending | sent | delivered | failed | held (quiet hours, a provider's pace: until
+    # next_attempt_at) | digest (waiting for the subscriber's digest; a retry not before next_attempt_at)
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("attempts", sa.SmallInteger(), nullable=False, server_default="0"),
     sa.Column("error", sa.Text()),
