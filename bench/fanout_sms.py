@@ -211,6 +211,9 @@ async def measure(api: str, stub: str, settings: Settings, subscribers: list[tup
         pipeline_seconds = await _until_recorded(session, stub, n, started, 900)
         cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in procs.items()}
         stats = await _stub_numbers(session, stub)
+        # The floor needs the database to itself: let the pipeline's receipts land first.
+        while drain_receipts and (await _stub_numbers(session, stub))["receipts_posted"] < n:
+            await asyncio.sleep(0.2)
     # The services are idle now: the database is the floor's alone.
     floor_seconds = await ledger_floor(url, policy_id, [sid for sid, _ in subscribers], BATCH)
     return {"raw_seconds": raw_seconds, "raw_requests": len(bodies), "pipeline_seconds": pipeline_seconds,

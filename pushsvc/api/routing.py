@@ -88,10 +88,14 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The body, refusing more than `limit` bytes whether or not Content-Length told the truth."""
     if request.content_length is not None and request.content_length > limit:
         raise Problem(413, f"the body may be at most {limit} bytes")
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise Problem(413, f"the body may be at most {limit} bytes")
-    return data
+    # Read to the end: one read() returns what has arrived so far, which for a large body sent in
+    # several segments was a prefix (a receipts batch then failed its signature check now and then).
+    data = bytearray()
+    async for chunk in request.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            raise Problem(413, f"the body may be at most {limit} bytes")
+    return bytes(data)
 
 
 async def json_body(request: web.Request) -> Any:
