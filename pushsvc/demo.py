@@ -26,11 +26,9 @@ import sys
 from collections import Counter
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import redis
@@ -44,9 +42,11 @@ from rich.table import Table
 from pushsvc.api.app import build_app
 from pushsvc.channels.sms import OK as SMS_OK
 from pushsvc.core.catalogue import load_catalogue
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.demo_data import SampleFactory, SampleSubscriber, csv_text, demo_policy
 from pushsvc.services import open_services
 from pushsvc.settings import Settings, load_settings
+from pushsvc.store.subscribers import now
 from pushsvc.stubs.sms_gateway import SmsGatewayStub
 from pushsvc.stubs.smtp_sink import SmtpSink, sink_web_app
 from pushsvc.stubs.wechat import WEBHOOK_PATH, WechatStub
@@ -253,7 +253,7 @@ class Demo:
         self.console.print(f"department [bold]{DEPARTMENT['name']}[/] created; "
                            f"{imported['imported']:,} subscribers imported, {len(imported['rejected'])} rejected")
         self.console.print(f"  {contact_summary(subs)}")
-        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        today = local_date(now())
         policy = await api.call("POST", "/v1/policies", key, json=demo_policy(today, CHANNELS),
                                 headers={"Idempotency-Key": "demo"})
         self.console.print(f"published [bold]{policy['title']}[/] ({policy['doc_number']}) to {', '.join(CHANNELS)}")

@@ -8,6 +8,8 @@ able to run code in the workers. A job started (directly or not) by a request ca
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import AsyncIterable
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +52,41 @@ async def enqueue_deliver(redis: ArqRedis, policy_id: int, channel: str, lo: int
         "deliver", policy_id, channel, lo, hi, notice,
         _job_id=job_id or deliver_job_id(policy_id, channel, lo, hi, notice), **job_kwargs(),
     )
+
+
+async def enqueue_deliver_ranges(redis: ArqRedis, rows: AsyncIterable[tuple[int, int, str, int]], size: int,
+                                 tag: str) -> int:
+    """Deliver jobs for ledger rows already written, as the fan-out cuts them: one per policy,
+    notice, channel and run of at most `size` subscribers. `rows`: (policy, notice, channel,
+    subscriber), in that order. The ids carry `tag` (when and why): a job of the same range kept
+    from an earlier sending must not swallow this one. Returns how many jobs it enqueued."""
+    enqueued = 0
+    key: tuple[int, int, str] = (0, 0, "")
+    sids: list[int] = []
+    async for policy_id, notice, channel, sid in rows:
+        if sids and (key != (policy_id, notice, channel) or len(sids) == size):
+            await _enqueue_range(redis, key, sids, tag)
+            enqueued, sids = enqueued + 1, []
+        key = (policy_id, notice, channel)
+        sids.append(sid)
+    if sids:
+        await _enqueue_range(redis, key, sids, tag)
+        enqueued += 1
+    return enqueued
+
+
+async def _enqueue_range(redis: ArqRedis, key: tuple[int, int, str], sids: list[int], tag: str) -> None:
+    policy_id, notice, channel = key
+    lo, hi = sids[0], sids[-1]
+    await enqueue_deliver(redis, policy_id, channel, lo, hi, notice=notice,
+                          job_id=f"{deliver_job_id(policy_id, channel, lo, hi, notice)}:{tag}")
+
+
+async def enqueue_case_send(redis: ArqRedis, case_id: int, delay: float) -> None:
+    """A case's retry, `delay` seconds on (pushsvc.cases.send). The id carries the second it is
+    due: an earlier retry's job, kept after it ran, must not swallow this one."""
+    due = int(time.time() + delay)
+    await redis.enqueue_job("case_send", case_id, _job_id=f"case:{case_id}:at{due}", _defer_by=delay, **job_kwargs())
 
 
 async def enqueue_notify(redis: ArqRedis, policy_id: int, notice: int) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -118,6 +119,10 @@ class ProviderPace:
         self._rate = Rate(per_second, 1.0 + _ARRIVAL_GUARD_SECONDS) if per_second > 0 else None
         self._redis: Redis | None = None
         self._limiter: RateLimiter | None = None
+        # When the next slot opens at the earliest (monotonic clock), as the last refusal said:
+        # slots are only ever added, so it cannot open sooner, and a caller that will not wait
+        # that long (the rest of a batch) is answered without asking Redis again.
+        self._opens_at = 0.0
 
     async def start(self) -> None:
         if self._rate is not None and self._redis is None:
@@ -135,6 +140,9 @@ class ProviderPace:
         away (without the shared pace nobody may call)."""
         if self._limiter is None or self._rate is None:
             return None
+        known_wait = self._opens_at - time.monotonic()
+        if known_wait > max_wait:
+            return datetime.now(timezone.utc) + timedelta(seconds=known_wait)
         try:
             slot = await self._limiter.acquire(self._provider, self._rate, max_wait=max(0.0, max_wait))
         except RedisError as exc:
@@ -144,4 +152,5 @@ class ProviderPace:
             if slot.granted:
                 return None
             wait = slot.wait
+            self._opens_at = time.monotonic() + wait
         return datetime.now(timezone.utc) + timedelta(seconds=wait)

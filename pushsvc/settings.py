@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def send_budget_seconds(self) -> float:
+        """How long a job may go on sending (or waiting for a provider's pace): half its time, so
+        that what it sent is recorded, and what it did not send handed on, well before the job is
+        cancelled at job_timeout_seconds; a message sent but not recorded would go out again."""
+        return self.job_timeout_seconds / 2
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning pydantic's report into one line per bad PUSHSVC_* variable."""

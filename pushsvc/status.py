@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from pushsvc.core.figures import duration
 from pushsvc.core.models import DeliveryStatus
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.metrics import QueueState, deliveries_by_channel, oldest_queued_age, policies_publishing, queue_state
@@ -67,15 +68,6 @@ async def snapshot(settings: Settings) -> Snapshot:
     at = now()
     queue, ledger = await asyncio.gather(_queue(settings), _ledger(settings, at))
     return Snapshot(at, queue, ledger)
-
-
-def duration(seconds: float) -> str:
-    """12 s, 3 min 12 s, 2 h 5 min, 3 d 4 h."""
-    s = int(seconds)
-    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
-        if s >= size:
-            return f"{s // size} {unit} {s % size // sub_size} {sub}"
-    return f"{s} s"
 
 
 def show(snap: Snapshot, console: Console) -> None:

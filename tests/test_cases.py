@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from pushsvc.cases.alerts import alert_due, run_case_alerts
-from pushsvc.cases.messages import local_date
 from pushsvc.channels import build_channels
 from pushsvc.core.case_states import LABELS, allowed_next
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.workdays import add_working_days, working_days_between
 from pushsvc.services import open_services
 from pushsvc.settings import Settings

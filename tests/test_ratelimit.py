@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from redis.asyncio import Redis
 
-from pushsvc.ratelimit import Rate, RateLimiter
+from pushsvc.ratelimit import ProviderPace, Rate, RateLimiter, Reservation
 
 PER_MINUTE = Rate(20, 60.0)
 
@@ -78,6 +79,33 @@ async def test_acquire_sleeps_until_the_slot(redis: Redis) -> None:
     for _ in range(4):
         assert (await limiter.acquire("k", rate, max_wait=5)).granted
     assert time.monotonic() - began >= 0.49  # the 4th came one window after the 1st
+
+
+async def test_a_refused_pace_answers_the_rest_of_a_batch_without_redis(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[float] = []
+    reserve = RateLimiter.reserve
+
+    async def counted(self: RateLimiter, key: str, rate: Rate, max_wait: float = 0.0) -> Reservation:
+        asked.append(max_wait)
+        return await reserve(self, key, rate, max_wait)
+
+    monkeypatch.setattr(RateLimiter, "reserve", counted)
+    pace = ProviderPace(redis_url, "gateway", per_second=2)
+    await pace.start()
+    try:
+        assert [await pace.turn(max_wait=0.1) for _ in range(2)] == [None, None]
+        refused = [await pace.turn(max_wait=0.1) for _ in range(5)]
+        assert len(asked) == 3  # the first refusal asked Redis; the other four were answered from it
+        assert all(r is not None for r in refused)
+        assert max(refused) - min(refused) < timedelta(seconds=0.1)  # all told the same moment
+        assert all(0.8 <= (r - datetime.now(timezone.utc)).total_seconds() <= 1.1 for r in refused)
+        # A caller willing to wait that long still asks, and gets the slot.
+        assert await pace.turn(max_wait=5) is None
+        assert len(asked) == 4
+    finally:
+        await pace.close()
 
 
 def test_rate_must_make_sense() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from pushsvc.status import duration
+from pushsvc.core.figures import duration
 from pushsvc.stubs.smtp_sink import SmtpSink
 from tests.conftest import Api, Workers, eventually
 from tests.test_api_foundation import POLICY
@@ -68,4 +68,7 @@ def test_status_says_what_it_cannot_reach(settings_env: dict[str, str]) -> None:
 
 
 def test_durations_read_like_a_person_would_say_them() -> None:
-    assert [duration(s) for s in (4.7, 192, 7500, 270000)] == ["4 s", "3 min 12 s", "2 h 5 min", "3 d 3 h"]
+    # The admin page's delivery times and the status command's ages alike; tenths under a minute.
+    assert [duration(s) for s in (0.4, 4.7, 59.97, 192, 7500, 270000)] == [
+        "0.4 s", "4.7 s", "1 min 0 s", "3 min 12 s", "2 h 5 min", "3 d 3 h"]
+    assert duration(None) == "–"

@@ -14,13 +14,14 @@ from pushsvc.api.case_intake import CASE_INTAKE
 from pushsvc.api.routing import CURSOR, LIMIT, after_cursor, next_cursor
 from pushsvc.api.problems import Problem, invalid
 from pushsvc.api.routing import Param, endpoint, int_param, json_body, json_response, parse_model, services
-from pushsvc.cases.messages import case_page_token, case_path, local_date, urls
+from pushsvc.cases.messages import case_page_token, case_path, urls
 from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.channels.base import Recipient
 from pushsvc.core.case_states import INITIAL, OPEN, allowed_next
 from pushsvc.core.errors import FieldError
 from pushsvc.core.identifiers import normalise_email, normalise_phone
 from pushsvc.core.models import CaseEventIn, CaseEventOut, CaseEventResult, CaseIn, CaseOut, CasePage
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.workdays import add_working_days
 from pushsvc.services import Services
 from pushsvc.store.cases import DuplicateCase, find_case, insert_case, list_cases, set_links, timeline

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import datetime
-from itertools import groupby
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -18,7 +18,7 @@ from pushsvc.api.reports import DEPARTMENT_ID, department_scope
 from pushsvc.api.routing import CURSOR, LIMIT, Param, after_cursor, endpoint, int_param, json_response, next_cursor, services
 from pushsvc.core.errors import FieldError
 from pushsvc.core.figures import failure_reason
-from pushsvc.jobs import deliver_job_id, enqueue_deliver
+from pushsvc.jobs import enqueue_deliver_ranges
 from pushsvc.services import Services
 from pushsvc.store.dead_letters import department_deliveries, failed_count, requeue_temporary
 from pushsvc.store.policies import STATUSES
@@ -96,13 +96,9 @@ async def retry_failed(request: web.Request) -> web.Response:
 
 
 async def _enqueue(svc: Services, policy_id: int, requeued: list[tuple[int, str, int]], at: datetime) -> None:
-    """One deliver job per notice, channel and batch of subscribers, as the fan-out makes them; the
-    ids carry the moment, so a job of the same range kept from the first sending does not swallow it."""
-    size = svc.settings.fanout_batch_size
+    async def rows() -> AsyncIterator[tuple[int, int, str, int]]:
+        for notice, channel, sid in requeued:  # sorted, as enqueue_deliver_ranges needs them
+            yield policy_id, notice, channel, sid
+
     tag = f"retry{int(at.timestamp() * 1000)}"
-    for (notice, channel), rows in groupby(requeued, key=lambda row: row[:2]):
-        sids = [sid for _, _, sid in rows]
-        for i in range(0, len(sids), size):
-            lo, hi = sids[i], sids[min(i + size, len(sids)) - 1]
-            await enqueue_deliver(svc.redis, policy_id, channel, lo, hi, notice=notice,
-                                  job_id=f"{deliver_job_id(policy_id, channel, lo, hi, notice)}:{tag}")
+    await enqueue_deliver_ranges(svc.redis, rows(), svc.settings.fanout_batch_size, tag)

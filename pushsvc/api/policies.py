@@ -47,11 +47,11 @@ from pushsvc.core.models import (
     TimelinessOut,
 )
 from pushsvc.core.policies import CheckedPolicy, DomainNotAllowed, check_policy, provisional_message
-from pushsvc.core.quiet_hours import LOCAL_ZONE
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.rendering import RenderError
 from pushsvc.core.subscribers import ALL_DOMAINS
 from pushsvc.core.targeting import evaluate, parse_targeting
-from pushsvc.core.timeliness import timeliness, went_public
+from pushsvc.core.timeliness import policy_timeliness, went_public
 from pushsvc.delivery import notices as lifecycle
 from pushsvc.delivery.messages import NoticeMessage, page_url, policy_path
 from pushsvc.jobs import enqueue_fanout
@@ -105,9 +105,7 @@ def _check_templates(svc: Services, checked: CheckedPolicy, department: str) -> 
 
 async def policy_out(svc: Services, conn: Any, policy: dict[str, Any]) -> PolicyOut:
     counts = await delivery_counts(conn, policy["id"], list(policy["channels"]))
-    produced = policy["produced_on"]
-    public = went_public(policy["publish_at"], policy["created_at"])
-    on_time = timeliness(produced, public.astimezone(LOCAL_ZONE).date()) if produced else None
+    on_time = policy_timeliness(policy["produced_on"], went_public(policy["publish_at"], policy["created_at"]))
     return PolicyOut(
         **{k: policy[k] for k in PolicyOut.model_fields if k in policy},
         page_url=page_url(svc.settings.public_url, policy["id"]),
@@ -346,7 +344,7 @@ async def repeal_policy(request: web.Request) -> web.Response:
     svc, who = services(request), caller(request)
     policy = await own_policy(request)
     body = parse_model(RepealIn, await json_body(request))
-    today = now().astimezone(LOCAL_ZONE).date()
+    today = local_date(now())
     repealed_on = body.repealed_on or today
     if repealed_on > today:
         raise invalid([FieldError("repealed_on", "cannot be in the future: repeal on the day it stops applying")])

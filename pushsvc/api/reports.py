@@ -30,8 +30,8 @@ from pushsvc.core.figures import (
     ratio,
     totals,
 )
-from pushsvc.core.quiet_hours import LOCAL_ZONE, local_time
-from pushsvc.core.timeliness import timeliness
+from pushsvc.core.quiet_hours import local_date, local_time
+from pushsvc.core.timeliness import policy_timeliness
 from pushsvc.store.departments import department_by_id
 from pushsvc.store.reports import Ledger, Period, ledger, period_policies
 from pushsvc.store.subscribers import now
@@ -62,10 +62,6 @@ def department_scope(request: web.Request, who: Caller, *, admin_must_name: bool
     return who.department_id
 
 
-def today() -> date:
-    return now().astimezone(LOCAL_ZONE).date()
-
-
 async def build_report(conn: AsyncConnection, department: DepartmentRef, first: date, last: date) -> DepartmentReport:
     period = Period(department.id, first, last)
     rows = await period_policies(conn, period)
@@ -87,8 +83,7 @@ def _policy_figures(row: dict[str, Any], raw: Ledger) -> PolicyFigures:
     own = raw.channels.get(row["id"], {})
     by_channel = {ch: combined([own.get(ch, ChannelFigures())]) for ch in CHANNELS}
     matched, reached = raw.subscribers.get(row["id"], (0, 0))
-    published_on = row["published_at"].astimezone(LOCAL_ZONE).date()
-    on_time = timeliness(row["produced_on"], published_on) if row["produced_on"] else None
+    on_time = policy_timeliness(row["produced_on"], row["published_at"])  # published_at: went_public()
     return PolicyFigures(
         **{k: row[k] for k in ("id", "title", "doc_number", "domain", "status", "published_at")},
         matched=matched,
@@ -130,7 +125,7 @@ async def department_report(request: web.Request) -> web.StreamResponse:
         raise Problem(422, "unknown format", [FieldError("format", "must be json or csv")])
     department_id = department_scope(request, caller(request), admin_must_name=True)
     assert department_id is not None
-    first, last = parse_period(request.query.get("from"), request.query.get("to"), today())
+    first, last = parse_period(request.query.get("from"), request.query.get("to"), local_date(now()))
     report = await report_for(request, department_id, first, last)
     return csv_response(report) if fmt == "csv" else json_response(report)
 

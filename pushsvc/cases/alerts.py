@@ -7,9 +7,10 @@ import math
 from datetime import date
 from typing import Any
 
-from pushsvc.cases.messages import CaseAlertMessage, local_date, urls
+from pushsvc.cases.messages import CaseAlertMessage, urls
 from pushsvc.channels.base import Recipient
 from pushsvc.core.case_states import labels
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.rendering import RenderError
 from pushsvc.core.workdays import working_days_between
 from pushsvc.services import Services

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from pushsvc.core.case_states import labels, next_steps
-from pushsvc.core.quiet_hours import LOCAL_ZONE
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.tokens import TokenSigner
 
 CASE_PURPOSE = "case"
@@ -21,10 +21,6 @@ def case_page_token(signer: TokenSigner, case_id: int) -> str:
 
 def case_path(token: str) -> str:
     return f"/c/{token}"
-
-
-def local_date(at: datetime) -> date:
-    return at.astimezone(LOCAL_ZONE).date()
 
 
 class _AboutACase:

@@ -30,6 +30,7 @@ from pushsvc.cases.messages import CaseMessage, case_message
 from pushsvc.channels.base import Outcome, Recipient
 from pushsvc.core.rendering import RenderError
 from pushsvc.core.retry import ledger_update
+from pushsvc.jobs import enqueue_case_send
 from pushsvc.services import Services
 from pushsvc.store.cases import (
     cases_with_department,
@@ -43,7 +44,6 @@ from pushsvc.store.cases import (
 from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
-JOB = "case_send"
 DUE = "pushsvc:cases:due"  # ids of cases with something to send, oldest first (duplicates are harmless)
 
 
@@ -83,8 +83,7 @@ async def _hand_over(svc: Services, waiting: dict[int, float]) -> None:
     await push_due(svc.redis, [case_id for case_id, delay in waiting.items() if delay <= 0])
     for case_id, delay in waiting.items():
         if delay > 0:
-            due = int(now().timestamp() + delay)
-            await svc.redis.enqueue_job(JOB, case_id, _job_id=f"case:{case_id}:at{due}", _defer_by=delay)  # type: ignore[attr-defined]
+            await enqueue_case_send(svc.redis, case_id, delay)
 
 
 async def send_cases(svc: Services, case_ids: Sequence[int]) -> dict[int, float]:
@@ -93,8 +92,7 @@ async def send_cases(svc: Services, case_ids: Sequence[int]) -> dict[int, float]
     worker holds are left to it."""
     owner = secrets.token_hex(8)
     loop = asyncio.get_running_loop()
-    # Half the job's time: what is sent must still be recorded well before a job is cancelled.
-    deadline = loop.time() + svc.settings.job_timeout_seconds * 0.5
+    deadline = loop.time() + svc.settings.send_budget_seconds
     ids = list(case_ids)
     waiting: dict[int, float] = {}
     while ids:

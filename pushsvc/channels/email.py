@@ -329,8 +329,8 @@ class EmailChannel(Channel):
         # Once the server can't be reached, the rest of the batch is deferred at once instead of
         # each recipient waiting out its own connect timeout.
         unreachable: list[str] = []
-        # Slots of the shared pace are waited for only in the first half of the job's time.
-        deadline = asyncio.get_running_loop().time() + self._settings.job_timeout_seconds * 0.5
+        # Slots of the shared pace are waited for only within the job's send budget.
+        deadline = asyncio.get_running_loop().time() + self._settings.send_budget_seconds
 
         async def lane() -> None:
             for recipient in pending:  # lanes share one iterator: each takes the next recipient

@@ -228,7 +228,7 @@ class SmsChannel(Channel):
         if not self._settings.sms_secret:
             return outcomes + [Outcome(r.delivery_id, "retry", "PUSHSVC_SMS_SECRET is not set")
                                for group in by_locale.values() for r in group]
-        deadline = asyncio.get_running_loop().time() + self._settings.job_timeout_seconds * 0.5
+        deadline = asyncio.get_running_loop().time() + self._settings.send_budget_seconds
         requests = [
             self._request(session, texts[locale].content, message.short_url, group[i : i + MAX_NUMBERS], deadline)
             for locale, group in by_locale.items()

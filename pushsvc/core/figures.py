@@ -109,6 +109,20 @@ def ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+def duration(seconds: float | None) -> str:
+    """How long, as a person says it: 0.4 s, 12.5 s, 3 min 12 s, 2 h 5 min, 3 d 4 h; "–" for no
+    figure. Tenths under a minute: a message often arrives within the second."""
+    if seconds is None:
+        return "–"
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+    s = round(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60)):
+        if s >= size:
+            return f"{s // size} {unit} {s % size // sub_size} {sub}"
+    return f"{s // 60} min {s % 60} s"
+
+
 class ChannelFigures(BaseModel):
     matched: int = Field(0, description="messages the fan-out wrote (one per subscriber matched on the channel)")
     sent: int = Field(0, description="accepted by the provider, whatever a receipt said afterwards")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
@@ -11,6 +11,11 @@ LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 def local_time(at: datetime) -> str:
     """A moment as people here read it: '2026-11-28 21:34'."""
     return at.astimezone(LOCAL_ZONE).strftime("%Y-%m-%d %H:%M")
+
+
+def local_date(at: datetime) -> date:
+    """The local date of a moment: what `today` means here is local_date(now())."""
+    return at.astimezone(LOCAL_ZONE).date()
 
 
 def parse_span(text: str) -> tuple[int, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.workdays import working_days_between
 
 LIMIT_WORKING_DAYS = 20
@@ -31,6 +32,11 @@ class Timeliness:
 def timeliness(produced_on: date, published_on: date, limit: int = LIMIT_WORKING_DAYS) -> Timeliness:
     """A date published before the date produced (a typo, most likely) counts as 0 days, not negative."""
     return Timeliness(produced_on, published_on, max(0, working_days_between(produced_on, published_on)), limit)
+
+
+def policy_timeliness(produced_on: date | None, public_at: datetime) -> Timeliness | None:
+    """A policy's timeliness, up to the local date it went public (`went_public`); None without produced_on."""
+    return timeliness(produced_on, local_date(public_at)) if produced_on else None
 
 
 def went_public(publish_at: datetime | None, created_at: datetime) -> datetime:

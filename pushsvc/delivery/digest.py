@@ -29,7 +29,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from pushsvc.channels.base import Outcome, Recipient
-from pushsvc.core.quiet_hours import LOCAL_ZONE, parse_span
+from pushsvc.core.quiet_hours import LOCAL_ZONE, local_date, parse_span
 from pushsvc.core.rendering import DEFAULT_LOCALE
 from pushsvc.core.retry import ledger_update
 from pushsvc.core.tokens import TokenSigner
@@ -231,7 +231,7 @@ async def _messages(
     policy_ids = sorted({row.policy_id for g in sending for row in g.rows})
     lists: dict[tuple[str, date, date, tuple[int, ...]], list[_Group]] = defaultdict(list)
     for g in sending:
-        earliest = min(row.created_at for row in g.rows).astimezone(LOCAL_ZONE).date()
+        earliest = local_date(min(row.created_at for row in g.rows))
         period = period_of(g.first.frequency, run.day, earliest)
         lists[(*period, tuple(sorted({row.policy_id for row in g.rows})))].append(g)
     async with svc.db.write() as conn:

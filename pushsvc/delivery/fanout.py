@@ -94,7 +94,7 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
         return
 
     size = svc.settings.fanout_batch_size
-    deadline = time.monotonic() + svc.settings.job_timeout_seconds / 2
+    deadline = time.monotonic() + svc.settings.send_budget_seconds
     query = matching_pairs(targeting, policy["domain"], list(policy["channels"]), policy["fanout_cursor"])
     # Several deliver batches per ledger transaction: on SQLite each transaction waits its turn for
     # the write lock behind the deliver jobs' claims and outcomes, and with one per 1,000 rows that

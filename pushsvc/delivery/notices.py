@@ -15,7 +15,7 @@ import logging
 from datetime import date, datetime
 from typing import Any
 
-from pushsvc.core.quiet_hours import LOCAL_ZONE
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.jobs import enqueue_deliver, enqueue_notify
 from pushsvc.services import Services
 from pushsvc.store.deliveries import cancel_unsent, insert_notice, notice_recipients
@@ -77,7 +77,7 @@ async def run_lapse(svc: Services, at: datetime | None = None) -> int:
     are told unless the department turned that off. Returns how many lapsed. Safe to run twice or
     on two workers at once: only the run that moves a policy out of `published` tells anyone."""
     at = at or now()
-    today = at.astimezone(LOCAL_ZONE).date()
+    today = local_date(at)
     async with svc.db.read() as conn:
         due = await due_lapses(conn, today)
     lapsed = 0

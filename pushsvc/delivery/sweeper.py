@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pushsvc.delivery.deliver import lease_cutoff
-from pushsvc.jobs import deliver_job_id, enqueue_deliver, enqueue_fanout, fanout_job_id
+from pushsvc.jobs import enqueue_deliver_ranges, enqueue_fanout, fanout_job_id
 from pushsvc.services import Services
 from pushsvc.store.deliveries import stale_work
 from pushsvc.store.policies import due_scheduled, unfinished_fanouts
@@ -27,24 +27,6 @@ async def run_sweep(svc: Services) -> int:
         for policy_id in await unfinished_fanouts(conn, stale_before):
             await enqueue_fanout(svc.redis, policy_id, job_id=f"{fanout_job_id(policy_id)}:{tag}")
             enqueued += 1
-        size = svc.settings.fanout_batch_size
-        group: list[int] = []
-        key: tuple[int, int, str] | None = None
-        async for policy_id, notice, channel, sid in stale_work(conn, stale_before, lease_cutoff(svc, stale_before)):
-            if key != (policy_id, notice, channel) or len(group) == size:
-                if group and key:
-                    await _enqueue_range(svc, key, group, tag)
-                    enqueued += 1
-                key, group = (policy_id, notice, channel), []
-            group.append(sid)
-        if group and key:
-            await _enqueue_range(svc, key, group, tag)
-            enqueued += 1
+        stale = stale_work(conn, stale_before, lease_cutoff(svc, stale_before))
+        enqueued += await enqueue_deliver_ranges(svc.redis, stale, svc.settings.fanout_batch_size, tag)
     return enqueued
-
-
-async def _enqueue_range(svc: Services, key: tuple[int, int, str], sids: list[int], tag: str) -> None:
-    policy_id, notice, channel = key
-    lo, hi = sids[0], sids[-1]
-    await enqueue_deliver(svc.redis, policy_id, channel, lo, hi, notice=notice,
-                          job_id=f"{deliver_job_id(policy_id, channel, lo, hi, notice)}:{tag}")

@@ -18,16 +18,17 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from pushsvc.api.problems import Problem
-from pushsvc.api.reports import csv_response, report_for, today
-from pushsvc.core.quiet_hours import local_time
+from pushsvc.api.reports import csv_response, report_for
+from pushsvc.core.quiet_hours import local_date, local_time
 from pushsvc.api.routing import Param, endpoint, services
 from pushsvc.channels import CHANNELS
 from pushsvc.core.charts import Group, Series, bar_groups, stacked_columns
 from pushsvc.core.errors import ValidationFailed
-from pushsvc.core.figures import BACKWARDS, DepartmentRef, DepartmentReport, parse_period
+from pushsvc.core.figures import BACKWARDS, DepartmentRef, DepartmentReport, duration, parse_period
 from pushsvc.core.tokens import BadToken
 from pushsvc.settings import Settings
 from pushsvc.store.reports import department_refs
+from pushsvc.store.subscribers import now
 from pushsvc.web import csrf
 from pushsvc.web.forms import language_links, read_form
 from pushsvc.web.pages import page
@@ -189,9 +190,10 @@ async def _choice(request: web.Request, t: dict[str, str]) -> tuple[list[Departm
     async with services(request).db.read() as conn:
         departments = await department_refs(conn)
     errors: dict[str, str] = {}
-    first, last = date(today().year, 1, 1), today()
+    today = local_date(now())
+    first, last = date(today.year, 1, 1), today
     try:
-        first, last = parse_period(request.query.get("from"), request.query.get("to"), today())
+        first, last = parse_period(request.query.get("from"), request.query.get("to"), today)
     except ValidationFailed as exc:
         errors.update({e.field: t["backwards"] if e.message == BACKWARDS else t["bad_date"] for e in exc.errors})
     raw = request.query.get("department_id", "")
@@ -232,16 +234,6 @@ async def admin_report_csv(request: web.Request) -> web.StreamResponse:
     response = csv_response(await report_for(request, chosen.id, first, last))
     response.headers.update(NO_STORE)
     return response
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def charts(report: DepartmentReport, t: dict[str, str]) -> dict[str, str]:
