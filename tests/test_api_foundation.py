@@ -268,3 +268,23 @@ async def test_policy_page_escapes_policy_text(api: Api) -> None:
     assert status == 200
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;稳岗" in page
     assert "<img src=x" not in page and POLICY["doc_number"] in page
+
+
+@pytest.mark.parametrize("busy", [sa.exc.TimeoutError("QueuePool limit reached"), TimeoutError()])
+async def test_no_database_connection_in_time_is_503_with_retry_after(busy: Exception) -> None:
+    # A receipts storm once exhausted PostgreSQL's pool: the gateway must hear "busy, retry", not a 500.
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from pushsvc.api.app import problems_middleware, request_id_middleware
+
+    async def overloaded(request: web.Request) -> web.Response:
+        raise busy
+
+    app = web.Application(middlewares=[request_id_middleware, problems_middleware])
+    app.router.add_post("/v1/receipts/sms", overloaded)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        resp = await client.post("/v1/receipts/sms", data=b"{}")
+        body = await resp.json(content_type=None)
+    assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+    assert body["status"] == 503 and "busy" in body["title"] + body.get("detail", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from pushsvc.api import cases, departments, gateways, health, openapi, policies, render, subscribers  # noqa: F401  (registers routes)
@@ -52,6 +53,11 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         response = Problem(exc.status, exc.reason).response()
         if exc.status == 405:
             response.headers["Allow"] = exc.headers.get("Allow", "")
+    except (sa.exc.TimeoutError, TimeoutError):
+        # No database connection or write turn came free in time: overload, not a fault. Callers
+        # that retry (the SMS gateway's receipts) should, rather than count it as an error of ours.
+        log.warning("busy: no database connection for %s %s in time", request.method, masked_path(request.path))
+        response = Problem(503, "the service is busy; try again shortly", headers={"Retry-After": "5"}).response()
     except Exception:
         log.exception("unhandled error on %s %s", request.method, masked_path(request.path))
         response = Problem(500, "an internal error occurred; it has been logged").response()
