@@ -50,22 +50,23 @@ async def update_rows(
     if not rows:
         return
     q = conn.dialect.identifier_preparer.quote
-    pairs = [key, *values.items()]
+    pairs = [*values.items(), key]  # the key last, where the WHERE clause binds it
     columns = [table.c[column] for column, _ in pairs]
     names = [name for _, name in pairs]
+    table_name, key_column = q(table.name), q(key[0])
     if conn.dialect.name == "postgresql":
         aliases = [f"v{i}" for i in range(len(pairs))]
-        sets = ", ".join(f"{q(column)} = u.{alias}" for (column, _), alias in zip(pairs[1:], aliases[1:]))
+        sets = ", ".join(f"{q(column)} = u.{alias}" for column, alias in zip(values, aliases))
         await conn.exec_driver_sql(
-            f"UPDATE {q(table.name)} SET {sets} FROM unnest({_arrays(conn, columns)}) AS u({', '.join(aliases)}) "
-            f"WHERE {q(table.name)}.{q(key[0])} = u.{aliases[0]}",
+            f"UPDATE {table_name} SET {sets} FROM unnest({_arrays(conn, columns)}) AS u({', '.join(aliases)}) "
+            f"WHERE {table_name}.{key_column} = u.{aliases[-1]}",
             tuple(_column_lists(conn, columns, names, rows)),
         )
     else:
-        sets = ", ".join(f"{q(column)} = ?" for column, _ in pairs[1:])
-        # The key is bound last: rotate each row's values to match.
-        params = [(*r[1:], r[0]) for r in _row_tuples(conn, columns, names, rows)]
-        await conn.exec_driver_sql(f"UPDATE {q(table.name)} SET {sets} WHERE {q(key[0])} = ?", params)
+        sets = ", ".join(f"{q(column)} = ?" for column in values)
+        await conn.exec_driver_sql(
+            f"UPDATE {table_name} SET {sets} WHERE {key_column} = ?", _row_tuples(conn, columns, names, rows)
+        )
 
 
 def _arrays(conn: AsyncConnection, columns: Sequence[sa.Column[Any]]) -> str:
