@@ -27,7 +27,7 @@ from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.core.catalogue import Catalogue, load_catalogue
-from pushsvc.demo_data import SampleFactory, SampleSubscriber
+from pushsvc.dev.demo_data import SampleFactory, SampleSubscriber
 from pushsvc.settings import REPO_ROOT
 from pushsvc.store.db import Database
 from pushsvc.store.migrate import upgrade

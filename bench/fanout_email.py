@@ -26,9 +26,9 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import socket
 import tempfile
 import threading
 import time
@@ -51,8 +51,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import catalogue, cpu_count, isolated, seed, sqlite_url
-from pushsvc.api.app import build_app
-from pushsvc.demo_data import demo_policy
+from pushsvc.app import build_app
+from pushsvc.dev.demo_data import demo_policy
 from pushsvc.jobs import job_deserializer, job_serializer
 from pushsvc.services import open_services, redis_settings
 from pushsvc.settings import REPO_ROOT, load_settings

@@ -49,9 +49,15 @@ from bench.common import (
 )
 from bench.ledger_floor import ledger_floor
 from pushsvc.channels.base import PolicyMessage
-from pushsvc.channels.sms import MAX_NUMBERS, SEND_PATH, national_number, render_text, signed_headers
+from pushsvc.channels.sms import (
+    MAX_NUMBERS,
+    SEND_PATH,
+    national_number,
+    render_text,
+    signed_headers,
+)
 from pushsvc.core.rendering import Renderer
-from pushsvc.demo_data import HOME_DOMAIN
+from pushsvc.dev.demo_data import HOME_DOMAIN
 from pushsvc.settings import REPO_ROOT, Settings
 
 TARGET_RATIO = 0.6

@@ -14,10 +14,10 @@ import time
 
 from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.core.identifiers import uscc_check_char
-from pushsvc.importing import import_csv
 from pushsvc.services import open_services
 from pushsvc.settings import Settings
 from pushsvc.store.migrate import upgrade
+from pushsvc.subscriptions.importing import import_csv
 
 DISTRICTS = ["yuexiu", "haizhu", "liwan", "tianhe", "baiyun", "huangpu", "panyu", "huadu", "nansha", "conghua", "zengcheng"]
 HEADER = ("name,email,phone,domains,channels,enterprise.uscc,enterprise.district,enterprise.industry,"
@@ -62,7 +62,7 @@ async def run(url: str, rows: int, sample: int) -> None:
         assert report.imported == rows and not report.rejected, report.as_dict()["rejected"][:3]  # type: ignore[index]
 
         # One transaction per row: the same code path with chunks of one.
-        from pushsvc import importing
+        from pushsvc.subscriptions import importing
 
         importing.CHUNK = 1
         start = time.perf_counter()

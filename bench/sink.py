@@ -16,7 +16,7 @@ import os
 
 from aiohttp import web
 
-from pushsvc.stubs.smtp_sink import SmtpSink
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 
 
 def stats_app(sink: SmtpSink) -> web.Application:

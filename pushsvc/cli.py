@@ -18,8 +18,8 @@ Command = Callable[[argparse.Namespace], int]
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from pushsvc.api.access_log import AccessLogger
-    from pushsvc.api.app import build_app
+    from pushsvc.app import build_app
+    from pushsvc.http.access_log import AccessLogger
 
     settings = _checked_settings()
     configure_logging(settings.log_format or "json")
@@ -88,8 +88,8 @@ def _subscribers_import(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from pushsvc.channels import CHANNEL_CONTACTS
-    from pushsvc.importing import import_csv
     from pushsvc.services import open_services
+    from pushsvc.subscriptions.importing import import_csv
 
     settings = _checked_settings()
     path = Path(args.file)
@@ -126,7 +126,7 @@ def _subscribers_import(args: argparse.Namespace) -> int:
 
 
 def _stub_smtp(args: argparse.Namespace) -> int:
-    from pushsvc.stubs.smtp_sink import serve_sink
+    from pushsvc.dev.stubs.smtp_sink import serve_sink
 
     maildir = Path(args.maildir) if args.maildir else None
     asyncio.run(serve_sink(args.host, args.port, args.web_port, maildir))
@@ -134,7 +134,7 @@ def _stub_smtp(args: argparse.Namespace) -> int:
 
 
 def _stub_sms(args: argparse.Namespace) -> int:
-    from pushsvc.stubs.sms_gateway import serve_sms_stub
+    from pushsvc.dev.stubs.sms_gateway import serve_sms_stub
 
     settings = get_settings()
     receipts_url = args.receipts_url or f"{settings.public_url}/v1/receipts/sms"
@@ -143,14 +143,14 @@ def _stub_sms(args: argparse.Namespace) -> int:
 
 
 def _stub_wechat(args: argparse.Namespace) -> int:
-    from pushsvc.stubs.wechat import serve_wechat_stub
+    from pushsvc.dev.stubs.wechat import serve_wechat_stub
 
     asyncio.run(serve_wechat_stub(get_settings(), args.host, args.port))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pushsvc.demo import run_demo
+    from pushsvc.dev.demo import run_demo
 
     return run_demo(once=args.once)
 

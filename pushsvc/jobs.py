@@ -83,12 +83,12 @@ async def _enqueue_range(redis: ArqRedis, key: tuple[int, int, str], sids: list[
 
 
 async def enqueue_case_send(redis: ArqRedis, case_id: int, delay: float) -> None:
-    """A case's retry, `delay` seconds on (pushsvc.cases.send). The id carries the second it is
+    """A case's retry, `delay` seconds on (pushsvc.cases.dispatcher). The id carries the second it is
     due: an earlier retry's job, kept after it ran, must not swallow this one."""
     due = int(time.time() + delay)
     await redis.enqueue_job("case_send", case_id, _job_id=f"case:{case_id}:at{due}", _defer_by=delay, **job_kwargs())
 
 
 async def enqueue_notify(redis: ArqRedis, policy_id: int, notice: int) -> None:
-    """Hand a lifecycle notice's ledger rows to deliver jobs (pushsvc.delivery.notices)."""
+    """Hand a lifecycle notice's ledger rows to deliver jobs (pushsvc.policies.lifecycle)."""
     await redis.enqueue_job("notify", policy_id, notice, _job_id=notify_job_id(policy_id, notice), **job_kwargs())

@@ -12,7 +12,7 @@ One Lua script decides and records atomically with Redis's own clock, so any num
 on any number of machines share one pace and their clocks don't have to agree.
 
 The same limiter paces the providers' per-second limits (`ProviderPace`), a department's API key
-and a client address on the public pages (`pushsvc.api.limits`). A token bucket would smooth
+and a client address on the public pages (`pushsvc.http.limits`). A token bucket would smooth
 calls inside a second, but it lets up to twice its burst through in some one-second window;
 these limits are stated per window, so the window is what is enforced.
 """

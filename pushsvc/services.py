@@ -12,7 +12,7 @@ from pushsvc.channels.base import Channel
 from pushsvc.core.catalogue import Catalogue, load_catalogue
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.tokens import TokenSigner
-from pushsvc.jobs import job_serializer, job_deserializer
+from pushsvc.jobs import job_deserializer, job_serializer
 from pushsvc.settings import Settings
 from pushsvc.store.db import Database
 

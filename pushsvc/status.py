@@ -17,13 +17,19 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from pushsvc.core.clock import now
 from pushsvc.core.figures import duration
 from pushsvc.core.models import DeliveryStatus
 from pushsvc.core.quiet_hours import LOCAL_ZONE
-from pushsvc.metrics import QueueState, deliveries_by_channel, oldest_queued_age, policies_publishing, queue_state
+from pushsvc.metrics import (
+    QueueState,
+    deliveries_by_channel,
+    oldest_queued_age,
+    policies_publishing,
+    queue_state,
+)
 from pushsvc.settings import Settings
 from pushsvc.store.db import Database
-from pushsvc.store.subscribers import now
 
 STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
 

@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from pushsvc.api.app import build_app
+from pushsvc.app import build_app
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from pushsvc.settings import REPO_ROOT, Settings
 from pushsvc.store.migrate import upgrade
 from pushsvc.store.schema import metadata
-from pushsvc.stubs.smtp_sink import SmtpSink
 
 ADMIN = "test-admin-token-0123456789"
 SECRET = "test-secret-key-0123456789-0123456789-abcdef"

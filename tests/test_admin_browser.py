@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pushsvc.core.tokens import TokenSigner
-from pushsvc.stubs.smtp_sink import SmtpSink
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from pushsvc.web import csrf
 from pushsvc.web.admin_pages import SESSION, SESSION_COOKIE
 from tests.conftest import ADMIN, SECRET, Api, Workers, eventually, screenshot_path

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from pushsvc import importing
+from pushsvc.subscriptions import importing
 from pushsvc.api.openapi import openapi_document
 from pushsvc.core.identifiers import uscc_check_char
 from tests.conftest import ADMIN, Api, eventually
@@ -225,7 +225,7 @@ async def test_health_and_openapi(api: Api) -> None:
 def test_every_route_is_documented() -> None:
     from aiohttp import web
 
-    from pushsvc.api.app import build_app
+    from pushsvc.app import build_app
     from pushsvc.settings import Settings
 
     app: web.Application = build_app(Settings(admin_token=ADMIN, secret_key="s" * 40, _env_file=None))  # type: ignore[call-arg]
@@ -241,7 +241,7 @@ async def test_a_template_that_cannot_render_refuses_the_publish(settings: Any, 
     import aiohttp
     from aiohttp.test_utils import TestServer
 
-    from pushsvc.api.app import build_app
+    from pushsvc.app import build_app
     from pushsvc.settings import REPO_ROOT
 
     shutil.copytree(REPO_ROOT / "templates", tmp_path / "templates")
@@ -276,7 +276,7 @@ async def test_no_database_connection_in_time_is_503_with_retry_after(busy: Exce
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from pushsvc.api.app import problems_middleware, request_id_middleware
+    from pushsvc.http.server import problems_middleware, request_id_middleware
 
     async def overloaded(request: web.Request) -> web.Response:
         raise busy

@@ -20,11 +20,11 @@ from pushsvc.channels import build_channels
 from pushsvc.core.case_states import LABELS, allowed_next
 from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.workdays import add_working_days, working_days_between
+from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from pushsvc.services import open_services
 from pushsvc.settings import Settings
 from pushsvc.store.schema import case_notifications, cases
-from pushsvc.stubs.sms_gateway import SmsGatewayStub
-from pushsvc.stubs.smtp_sink import SmtpSink
 from pushsvc.web.case_pages import mask_name
 from tests.conftest import ADMIN, Api, Workers, eventually
 

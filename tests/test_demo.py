@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.core.catalogue import load_catalogue
 from pushsvc.core.identifiers import normalise_phone
 from pushsvc.core.subscribers import validate_subscriber
-from pushsvc.channels import CHANNEL_CONTACTS
-from pushsvc.demo import demo_redis_url
-from pushsvc.demo_data import SampleFactory, csv_text, samples
+from pushsvc.dev.demo import demo_redis_url
+from pushsvc.dev.demo_data import SampleFactory, csv_text, samples
 from pushsvc.settings import REPO_ROOT
 
 

@@ -13,19 +13,26 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from pushsvc.core.clock import now
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.delivery.digest import run_digest
 from pushsvc.delivery.fanout import run_fanout
+from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from pushsvc.services import Services
 from pushsvc.settings import Settings
 from pushsvc.store.deliveries import stale_work
 from pushsvc.store.schema import deliveries
-from pushsvc.store.subscribers import now
-from pushsvc.stubs.smtp_sink import SmtpSink
-from pushsvc.stubs.sms_gateway import SmsGatewayStub
 from tests.conftest import Api
 from tests.test_api_foundation import POLICY
-from tests.test_lifecycle import gateway, services_for, settings_env, stub_messages, subscriber, svc  # noqa: F401
+from tests.test_lifecycle import (  # noqa: F401
+    gateway,
+    services_for,
+    settings_env,
+    stub_messages,
+    subscriber,
+    svc,
+)
 
 TITLES = ["关于稳岗扩岗的若干措施", "关于小微企业社保补贴的通知", "关于创业担保贷款贴息的办法"]
 

@@ -12,8 +12,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
 from datetime import date
+from email.header import decode_header, make_header
 from typing import Any
 
 import pytest

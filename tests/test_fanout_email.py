@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pushsvc.core.identifiers import uscc_check_char
-from pushsvc.stubs.smtp_sink import SmtpSink
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from tests.conftest import Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 

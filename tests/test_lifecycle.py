@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from pushsvc.channels import build_channels
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.delivery.fanout import run_fanout
-from pushsvc.delivery.notices import run_lapse
+from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
+from pushsvc.policies.lifecycle import run_lapse
 from pushsvc.services import Services, open_services
 from pushsvc.settings import Settings
 from pushsvc.store.schema import deliveries
-from pushsvc.stubs.smtp_sink import SmtpSink
-from pushsvc.stubs.sms_gateway import SmsGatewayStub
 from tests.conftest import Api, Workers, eventually
 from tests.test_api_foundation import POLICY, enterprise
 from tests.test_sms import SMS_SECRET, gateway, settings_env  # noqa: F401  (the SMS stub, no quiet hours)

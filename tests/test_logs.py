@@ -16,9 +16,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pushsvc.logs import JsonFormatter, TextFormatter, accepted_request_id, log_context, mask_contacts
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
+from pushsvc.logs import (
+    JsonFormatter,
+    TextFormatter,
+    accepted_request_id,
+    log_context,
+    mask_contacts,
+)
 from pushsvc.settings import REPO_ROOT
-from pushsvc.stubs.smtp_sink import SmtpSink
 from tests.conftest import Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 from tests.test_fanout_email import _done, csv_rows, seed

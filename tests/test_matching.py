@@ -9,7 +9,7 @@ import pytest
 from pushsvc.core.catalogue import load_catalogue
 from pushsvc.core.subscribers import Contacts, NewSubscriber
 from pushsvc.core.targeting import evaluate, parse_targeting
-from pushsvc.demo_data import HOME_DOMAIN, samples
+from pushsvc.dev.demo_data import HOME_DOMAIN, samples
 from pushsvc.settings import REPO_ROOT
 from pushsvc.store.db import Database
 from pushsvc.store.matching import matching_pairs

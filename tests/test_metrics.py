@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pushsvc.channels.sms import signed_headers
-from pushsvc.stubs.smtp_sink import SmtpSink
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from tests.conftest import Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 from tests.test_fanout_email import _done, seed

@@ -14,9 +14,9 @@ import aiohttp
 import redis as redis_sync
 from aiohttp.test_utils import TestServer
 
-from pushsvc.api.app import build_app
+from pushsvc.app import build_app
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from pushsvc.settings import REPO_ROOT, Settings
-from pushsvc.stubs.smtp_sink import SmtpSink
 from tests.conftest import ADMIN, Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 from tests.test_fanout_email import _done, csv_rows, seed
@@ -128,7 +128,7 @@ async def _has_deliveries(api: Api, key: str, policy_id: int) -> bool:
 
 
 def test_access_log_masks_tokens() -> None:
-    from pushsvc.api.access_log import masked_path
+    from pushsvc.http.access_log import masked_path
 
     assert masked_path("/u/eyJhIjoxfQ.c2ln") == "/u/***"
     assert masked_path("/p/12") == "/p/12"

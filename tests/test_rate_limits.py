@@ -13,16 +13,25 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from pushsvc.api.app import build_app
+from pushsvc.app import build_app
+from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from pushsvc.settings import Settings
-from pushsvc.stubs.sms_gateway import SmsGatewayStub
-from pushsvc.stubs.smtp_sink import SmtpSink
 from tests.conftest import ADMIN, Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 from tests.test_fanout_email import _done, seed
 from tests.test_sms import SMS_POLICY, SMS_SECRET, settled
 from tests.test_sms import seed as seed_phones
-from tests.test_wechat import MESSAGE, at_most_per_window, both_delivered, channel_for, recipient, robot_window, start_two, stub  # noqa: F401  (fixtures)
+from tests.test_wechat import (  # noqa: F401  (fixtures)
+    MESSAGE,
+    at_most_per_window,
+    both_delivered,
+    channel_for,
+    recipient,
+    robot_window,
+    start_two,
+    stub,
+)
 
 SMTP_PER_SECOND = 5
 SMS_PER_SECOND = 2

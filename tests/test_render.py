@@ -12,7 +12,7 @@ from pushsvc.channels.base import Recipient
 from pushsvc.channels.email import EmailChannel
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.tokens import TokenSigner
-from pushsvc.delivery.messages import load_message
+from pushsvc.policies.messages import load_message
 from pushsvc.services import open_services
 from pushsvc.settings import Settings
 from tests.conftest import ADMIN, Api
@@ -70,7 +70,7 @@ async def test_render_locales_access_and_bad_queries(api: Api) -> None:
 
     other = await api.department(name="市税务局", domains=["tax-administration"])
     assert (await api.call("GET", f"{path}?channel=email", other["api_key"]))[0] == 404
-    assert (await api.call("GET", f"/v1/policies/999999/render?channel=email", key))[0] == 404
+    assert (await api.call("GET", "/v1/policies/999999/render?channel=email", key))[0] == 404
     assert (await api.call("GET", f"{path}?channel=email"))[0] == 401
 
 

@@ -18,12 +18,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from pushsvc.core.identifiers import uscc_check_char
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.workdays import add_working_days, working_days_between
-from pushsvc.stubs.sms_gateway import SmsGatewayStub
-from pushsvc.stubs.smtp_sink import SmtpSink
+from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from tests.conftest import ADMIN, Api, Workers, eventually
 from tests.test_api_foundation import POLICY
-from tests.test_sms import accepted, phone, stub_get, stub_post
-from tests.test_sms import gateway, settings_env  # noqa: F401  (the SMS tests' fixtures: the stub, no quiet hours)
+from tests.test_sms import accepted, gateway, phone, settings_env, stub_get, stub_post  # noqa: F401  (the SMS tests' fixtures: the stub, no quiet hours)
 
 HEADER = "name,email,phone,domains,channels,enterprise.uscc,enterprise.district,enterprise.industry,enterprise.scale"
 

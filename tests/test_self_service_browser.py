@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
+from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from pushsvc.store.schema import deliveries
-from pushsvc.stubs.sms_gateway import SmsGatewayStub
-from pushsvc.stubs.smtp_sink import SmtpSink
 from tests.conftest import Api, Workers, eventually, screenshot_path
 from tests.test_api_foundation import POLICY
 from tests.test_qr import decode

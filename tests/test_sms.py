@@ -18,8 +18,8 @@ from pushsvc.channels.sms import signed_headers
 from pushsvc.core.identifiers import uscc_check_char
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.sms_text import length_units, parts_for
+from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
 from pushsvc.store.schema import consents, deliveries, subscribers
-from pushsvc.stubs.sms_gateway import SmsGatewayStub
 from tests.conftest import Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 

@@ -11,7 +11,14 @@ from pushsvc.channels.sms import check_sms_parts, signature_valid, signed_header
 from pushsvc.core.errors import ValidationFailed
 from pushsvc.core.models import PolicyIn
 from pushsvc.core.rendering import Renderer
-from pushsvc.core.sms_text import SmsText, assemble, length_units, max_units, one_line, parts_for
+from pushsvc.core.sms_text import (
+    SmsText,
+    assemble,
+    length_units,
+    max_units,
+    one_line,
+    parts_for,
+)
 from pushsvc.settings import Settings
 from tests.test_api_foundation import POLICY
 

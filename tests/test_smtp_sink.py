@@ -14,7 +14,7 @@ import aiosmtplib
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pushsvc.stubs.smtp_sink import SmtpSink, serve_sink, sink_web_app
+from pushsvc.dev.stubs.smtp_sink import SmtpSink, serve_sink, sink_web_app
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from pushsvc.core.figures import duration
-from pushsvc.stubs.smtp_sink import SmtpSink
+from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from tests.conftest import Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 from tests.test_fanout_email import _done, seed

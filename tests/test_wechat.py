@@ -20,8 +20,8 @@ from pushsvc.channels.wechat import WechatChannel, robot
 from pushsvc.core.identifiers import uscc_check_char
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.tokens import TokenSigner
+from pushsvc.dev.stubs.wechat import WechatStub
 from pushsvc.settings import Settings
-from pushsvc.stubs.wechat import WechatStub
 from tests.conftest import ADMIN, SECRET, Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 

@@ -10,16 +10,19 @@ from typing import Any
 from arq import Retry
 
 from pushsvc.cases.alerts import run_case_alerts
-from pushsvc.cases.send import run_case_sweep, send_cases
+from pushsvc.cases.dispatcher import run_case_sweep, send_cases
 from pushsvc.delivery.deliver import run_deliver
 from pushsvc.delivery.digest import run_digest
 from pushsvc.delivery.fanout import run_fanout
-from pushsvc.delivery.notices import run_lapse, run_notify
-from pushsvc.delivery.self_service import run_purge_unconfirmed, run_self_service_send
 from pushsvc.delivery.sweeper import run_sweep
 from pushsvc.logs import traced
 from pushsvc.metrics import observe_fanout
+from pushsvc.policies.lifecycle import run_lapse, run_notify
 from pushsvc.services import Services
+from pushsvc.subscriptions.self_service import (
+    run_purge_unconfirmed,
+    run_self_service_send,
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from arq import cron
 from arq.worker import Worker, func
 
-from pushsvc.cases.send import run_dispatcher
+from pushsvc.cases.dispatcher import run_dispatcher
 from pushsvc.channels import build_channels
 from pushsvc.jobs import job_deserializer, job_serializer
 from pushsvc.services import open_services, redis_settings

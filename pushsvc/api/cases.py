@@ -9,30 +9,58 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pushsvc.api.auth import caller
-from pushsvc.api.case_intake import CASE_INTAKE
-from pushsvc.api.routing import CURSOR, LIMIT, after_cursor, next_cursor
-from pushsvc.api.problems import Problem, invalid
-from pushsvc.api.routing import Param, endpoint, int_param, json_body, json_response, parse_model, services
+from pushsvc.cases.intake import CaseIntake
 from pushsvc.cases.messages import case_page_token, case_path, urls
 from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.channels.base import Recipient
 from pushsvc.core.case_states import INITIAL, OPEN, allowed_next
+from pushsvc.core.clock import now
 from pushsvc.core.errors import FieldError
 from pushsvc.core.identifiers import normalise_email, normalise_phone
-from pushsvc.core.models import CaseEventIn, CaseEventOut, CaseEventResult, CaseIn, CaseOut, CasePage
+from pushsvc.core.models import (
+    CaseEventIn,
+    CaseEventOut,
+    CaseEventResult,
+    CaseIn,
+    CaseOut,
+    CasePage,
+)
 from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.workdays import add_working_days
+from pushsvc.http.auth import caller
+from pushsvc.http.problems import Problem, invalid
+from pushsvc.http.routing import (
+    CURSOR,
+    LIMIT,
+    Param,
+    after_cursor,
+    endpoint,
+    int_param,
+    json_body,
+    json_response,
+    next_cursor,
+    parse_model,
+    services,
+)
 from pushsvc.services import Services
-from pushsvc.store.cases import DuplicateCase, find_case, insert_case, list_cases, set_links, timeline
+from pushsvc.store.cases import (
+    DuplicateCase,
+    find_case,
+    insert_case,
+    list_cases,
+    set_links,
+    timeline,
+)
 from pushsvc.store.short_links import short_code
-from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
 # A business system's clock may run a little ahead of ours; an event further in the future would
 # make every real event after it look old.
 FUTURE_SLACK = timedelta(minutes=5)
 CASE_ERRORS = (400, 401, 404, 413, 422)
+
+# One per application: it groups the events of all requests in flight (pushsvc.cases.intake).
+CASE_INTAKE = web.AppKey("case_intake", CaseIntake)
 
 
 def _contacts(data: CaseIn) -> tuple[Recipient, list[FieldError]]:

@@ -11,18 +11,32 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from pushsvc.api.auth import caller
 from pushsvc.api.policies import CHANNELS, own_policy
-from pushsvc.api.problems import Problem
 from pushsvc.api.reports import DEPARTMENT_ID, department_scope
-from pushsvc.api.routing import CURSOR, LIMIT, Param, after_cursor, endpoint, int_param, json_response, next_cursor, services
+from pushsvc.core.clock import now
 from pushsvc.core.errors import FieldError
 from pushsvc.core.figures import failure_reason
+from pushsvc.http.auth import caller
+from pushsvc.http.problems import Problem
+from pushsvc.http.routing import (
+    CURSOR,
+    LIMIT,
+    Param,
+    after_cursor,
+    endpoint,
+    int_param,
+    json_response,
+    next_cursor,
+    services,
+)
 from pushsvc.jobs import enqueue_deliver_ranges
 from pushsvc.services import Services
-from pushsvc.store.dead_letters import department_deliveries, failed_count, requeue_temporary
+from pushsvc.store.dead_letters import (
+    department_deliveries,
+    failed_count,
+    requeue_temporary,
+)
 from pushsvc.store.policies import STATUSES
-from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,20 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pushsvc.api.problems import Problem
-from pushsvc.api.routing import endpoint, json_response, parse_model, read_body, services
 from pushsvc.channels.sms import SmsChannel, signature_valid
+from pushsvc.core.clock import now
 from pushsvc.core.identifiers import normalise_phone
+from pushsvc.http.problems import Problem
+from pushsvc.http.routing import (
+    endpoint,
+    json_response,
+    parse_model,
+    read_body,
+    services,
+)
 from pushsvc.metrics import record_receipts
 from pushsvc.store.schema import case_notifications, deliveries, subscribers
-from pushsvc.store.subscribers import now, remove_channel
+from pushsvc.store.subscribers import remove_channel
 
 STOP_WORDS = frozenset({"R", "TD"})  # 退订 replies mainland gateways recognise
 REPLY_SOURCE = "sms:reply"

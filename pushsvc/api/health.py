@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from pushsvc.api.routing import endpoint, json_response, services
+from pushsvc.http.routing import endpoint, json_response, services
 
 
 @endpoint("GET", "/healthz", summary="The process is up", tag="operations")

@@ -1,60 +1,41 @@
 """GET /metrics in Prometheus text: this process's requests, plus the whole service's numbers read
 at scrape time from Redis (counters the workers keep) and the ledger (pushsvc.metrics).
 
-Requests are counted by route template (`/v1/policies/{id}`), never by raw path, so the number
-of series stays bounded whatever clients ask for. Expose /metrics to the monitoring network only.
+Expose /metrics to the monitoring network only.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from pushsvc.api.routing import Handler, endpoint, services
-from pushsvc.metrics import FANOUT, FANOUT_HELP, oldest_queued_age, policies_publishing, queue_state, read_shared
+from pushsvc.core.clock import now
+from pushsvc.http.metrics import REGISTRY
+from pushsvc.http.routing import endpoint, services
+from pushsvc.metrics import (
+    FANOUT,
+    FANOUT_HELP,
+    oldest_queued_age,
+    policies_publishing,
+    queue_state,
+    read_shared,
+)
 from pushsvc.services import Services
-from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
-
-REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-REQUESTS = Counter("pushsvc_http_requests", "HTTP requests by method, route template and status",
-                   ("method", "route", "status"), registry=REGISTRY)
-LATENCY = Histogram("pushsvc_http_request_duration_seconds", "Time to answer an HTTP request, by route template",
-                    ("method", "route"), registry=REGISTRY)
-
-
-def route_of(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "(unmatched)"
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    began = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:  # redirects travel as exceptions
-        status = exc.status
-        raise
-    finally:
-        route = route_of(request)
-        REQUESTS.labels(request.method, route, str(status)).inc()
-        LATENCY.labels(request.method, route).observe(time.perf_counter() - began)
-
 
 class _Families(Collector):
     """Families read at scrape time (from Redis and the ledger), shown once."""

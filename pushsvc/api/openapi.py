@@ -10,10 +10,10 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from pushsvc import __version__
-from pushsvc.api.limits import REQUEST_LINE_MAX, limited_per_address
-from pushsvc.api.problems import TITLES
-from pushsvc.api.routing import ENDPOINTS, Endpoint, endpoint, json_response, services
 from pushsvc.core.models import Problem
+from pushsvc.http.limits import REQUEST_LINE_MAX, limited_per_address
+from pushsvc.http.problems import TITLES
+from pushsvc.http.routing import ENDPOINTS, Endpoint, endpoint, json_response, services
 from pushsvc.settings import Settings
 
 REF = "#/components/schemas/{model}"

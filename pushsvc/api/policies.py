@@ -11,9 +11,40 @@ from typing import Any, get_args
 import sqlalchemy as sa
 from aiohttp import web
 
-from pushsvc.api.auth import Caller, caller
-from pushsvc.api.problems import Problem, invalid
-from pushsvc.api.routing import (
+from pushsvc.channels import CHANNEL_CONTACTS
+from pushsvc.channels.sms import check_sms_parts
+from pushsvc.core.clock import now
+from pushsvc.core.errors import FieldError
+from pushsvc.core.models import (
+    REVISABLE_FIELDS,
+    ChannelCounts,
+    DeliveryOut,
+    DeliveryPage,
+    ExplainOut,
+    Locale,
+    NoticeOut,
+    PolicyIn,
+    PolicyOut,
+    PolicyRevisionIn,
+    PreviewOut,
+    RepealIn,
+    RevisionOut,
+    TimelinessOut,
+)
+from pushsvc.core.policies import (
+    CheckedPolicy,
+    DomainNotAllowed,
+    check_policy,
+    provisional_message,
+)
+from pushsvc.core.quiet_hours import local_date
+from pushsvc.core.rendering import RenderError
+from pushsvc.core.subscribers import ALL_DOMAINS
+from pushsvc.core.targeting import evaluate, parse_targeting
+from pushsvc.core.timeliness import policy_timeliness, went_public
+from pushsvc.http.auth import Caller, caller
+from pushsvc.http.problems import Problem, invalid
+from pushsvc.http.routing import (
     CURSOR,
     LIMIT,
     Param,
@@ -27,34 +58,9 @@ from pushsvc.api.routing import (
     path_id,
     services,
 )
-from pushsvc.channels import CHANNEL_CONTACTS
-from pushsvc.channels.sms import check_sms_parts
-from pushsvc.core.errors import FieldError
-from pushsvc.core.models import (
-    REVISABLE_FIELDS,
-    ChannelCounts,
-    Locale,
-    DeliveryOut,
-    DeliveryPage,
-    ExplainOut,
-    NoticeOut,
-    PolicyIn,
-    PolicyOut,
-    PolicyRevisionIn,
-    PreviewOut,
-    RepealIn,
-    RevisionOut,
-    TimelinessOut,
-)
-from pushsvc.core.policies import CheckedPolicy, DomainNotAllowed, check_policy, provisional_message
-from pushsvc.core.quiet_hours import local_date
-from pushsvc.core.rendering import RenderError
-from pushsvc.core.subscribers import ALL_DOMAINS
-from pushsvc.core.targeting import evaluate, parse_targeting
-from pushsvc.core.timeliness import policy_timeliness, went_public
-from pushsvc.delivery import notices as lifecycle
-from pushsvc.delivery.messages import NoticeMessage, page_url, policy_path
 from pushsvc.jobs import enqueue_fanout
+from pushsvc.policies import lifecycle
+from pushsvc.policies.messages import NoticeMessage, page_url, policy_path
 from pushsvc.services import Services
 from pushsvc.store.matching import preview_queries
 from pushsvc.store.policies import (
@@ -70,8 +76,9 @@ from pushsvc.store.policies import (
     remember_response,
     revisions,
 )
-from pushsvc.store.short_links import LENGTH as SHORT_CODE_LENGTH, short_code
-from pushsvc.store.subscribers import load_subscriber, now
+from pushsvc.store.short_links import LENGTH as SHORT_CODE_LENGTH
+from pushsvc.store.short_links import short_code
+from pushsvc.store.subscribers import load_subscriber
 
 log = logging.getLogger(__name__)
 CHANNELS = tuple(CHANNEL_CONTACTS)

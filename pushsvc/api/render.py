@@ -8,12 +8,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from pushsvc.api.policies import own_policy
-from pushsvc.api.problems import Problem
-from pushsvc.api.routing import Param, endpoint, json_response, parse_model, services
 from pushsvc.channels import CHANNELS
 from pushsvc.core.models import Locale
 from pushsvc.core.rendering import RenderError
-from pushsvc.delivery.messages import load_message
+from pushsvc.http.problems import Problem
+from pushsvc.http.routing import Param, endpoint, json_response, parse_model, services
+from pushsvc.policies.messages import load_message
+
 
 class RenderQuery(BaseModel):
     channel: str

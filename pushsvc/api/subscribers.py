@@ -7,15 +7,33 @@ from typing import Any
 
 from aiohttp import web
 
-from pushsvc.api.auth import caller
-from pushsvc.api.problems import Problem, invalid
-from pushsvc.api.routing import endpoint, json_body, json_response, path_id, read_body, services
 from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.core.errors import FieldError
-from pushsvc.core.models import ImportResult, QuietHours, SubscriberIn, SubscriberOut, WechatContact
+from pushsvc.core.models import (
+    ImportResult,
+    QuietHours,
+    SubscriberIn,
+    SubscriberOut,
+    WechatContact,
+)
 from pushsvc.core.subscribers import validate_subscriber
-from pushsvc.importing import import_csv
-from pushsvc.store.subscribers import IDENTITY_PATHS, find_duplicates, insert_subscribers, load_subscriber
+from pushsvc.http.auth import caller
+from pushsvc.http.problems import Problem, invalid
+from pushsvc.http.routing import (
+    endpoint,
+    json_body,
+    json_response,
+    path_id,
+    read_body,
+    services,
+)
+from pushsvc.store.subscribers import (
+    IDENTITY_PATHS,
+    find_duplicates,
+    insert_subscribers,
+    load_subscriber,
+)
+from pushsvc.subscriptions.importing import import_csv
 
 
 def _hhmm(minutes: int) -> str:

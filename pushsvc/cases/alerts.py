@@ -10,12 +10,12 @@ from typing import Any
 from pushsvc.cases.messages import CaseAlertMessage, urls
 from pushsvc.channels.base import Recipient
 from pushsvc.core.case_states import labels
+from pushsvc.core.clock import now
 from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.rendering import RenderError
 from pushsvc.core.workdays import working_days_between
 from pushsvc.services import Services
 from pushsvc.store.cases import alert_candidates, case_with_department, mark_alerted
-from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
 ALERT_SHARE = 0.8

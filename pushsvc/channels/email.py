@@ -43,7 +43,14 @@ from typing import Any, ClassVar
 
 import aiosmtplib
 
-from pushsvc.channels.base import HasContacts, Channel, Message, Outcome, OutcomeStatus, Recipient
+from pushsvc.channels.base import (
+    Channel,
+    HasContacts,
+    Message,
+    Outcome,
+    OutcomeStatus,
+    Recipient,
+)
 from pushsvc.core.identifiers import normalise_email
 from pushsvc.core.qr import qr_png
 from pushsvc.core.rendering import DEFAULT_LOCALE, Renderer

@@ -1,6 +1,6 @@
 """SMS through a gateway's HTTP batch API, modelled on the mainland providers' send API.
 
-The wire protocol (the stand-in in `pushsvc.stubs.sms_gateway` speaks the gateway's side):
+The wire protocol (the stand-in in `pushsvc.dev.stubs.sms_gateway` speaks the gateway's side):
 
     POST {PUSHSVC_SMS_URL}/v1/sms/send-batch
     X-Sms-Timestamp: <unix seconds>   X-Sms-Nonce: <random hex>
@@ -41,15 +41,22 @@ from typing import Any, ClassVar, get_args
 
 import aiohttp
 
-from pushsvc.channels.base import Channel, HasContacts, Message, Outcome, PolicyMessage, Recipient
+from pushsvc.channels.base import (
+    Channel,
+    HasContacts,
+    Message,
+    Outcome,
+    PolicyMessage,
+    Recipient,
+)
 from pushsvc.core.errors import FieldError, ValidationFailed
 from pushsvc.core.models import Locale, PolicyIn
+from pushsvc.core.policies import provisional_message
 from pushsvc.core.rendering import Renderer, RenderError
 from pushsvc.core.sms_text import SmsText, assemble, max_units, one_line
 from pushsvc.core.tokens import TokenSigner
 from pushsvc.ratelimit import ProviderPace
 from pushsvc.settings import Settings
-from pushsvc.core.policies import provisional_message
 from pushsvc.store.short_links import LENGTH as SHORT_CODE_LENGTH
 
 log = logging.getLogger(__name__)

@@ -22,3 +22,26 @@ class ValidationFailed(Exception):
         self.errors = errors
         self.title = title
 
+
+
+class Refused(Exception):
+    """A request the features turn down for a reason other than a field's value; the HTTP layer
+    answers each kind with its status (pushsvc.http.problems)."""
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None, **extra: object) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra
+
+
+class NotFound(Refused):
+    """Unknown, or not the caller's to know of."""
+
+
+class Conflict(Refused):
+    """Not possible in the record's present state (an invalid transition, a repeated key)."""
+
+
+class Forbidden(Refused):
+    """The caller may not do this."""

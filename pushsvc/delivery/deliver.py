@@ -7,13 +7,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pushsvc.channels.base import Channel, Outcome, Recipient
+from pushsvc.core.clock import now
 from pushsvc.core.quiet_hours import parse_span, quiet_until
 from pushsvc.core.retry import ledger_update
-from pushsvc.delivery.messages import load_message
 from pushsvc.metrics import record_outcomes
+from pushsvc.policies.messages import load_message
 from pushsvc.services import Services
-from pushsvc.store.deliveries import Claimed, claim, load_recipients, next_due, release, write_outcomes
-from pushsvc.store.subscribers import now
+from pushsvc.store.deliveries import (
+    Claimed,
+    claim,
+    load_recipients,
+    next_due,
+    release,
+    write_outcomes,
+)
 
 
 def hold_for_quiet_hours(

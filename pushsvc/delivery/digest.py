@@ -29,12 +29,13 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from pushsvc.channels.base import Outcome, Recipient
+from pushsvc.core.clock import now
 from pushsvc.core.quiet_hours import LOCAL_ZONE, local_date, parse_span
 from pushsvc.core.rendering import DEFAULT_LOCALE
 from pushsvc.core.retry import ledger_update
 from pushsvc.core.tokens import TokenSigner
 from pushsvc.delivery.deliver import hold_for_quiet_hours
-from pushsvc.delivery.messages import page_url, policy_path, short_url
+from pushsvc.policies.messages import page_url, policy_path, short_url
 from pushsvc.services import Services
 from pushsvc.store.deliveries import (
     Claimed,
@@ -48,7 +49,6 @@ from pushsvc.store.deliveries import (
 from pushsvc.store.digests import insert_digest
 from pushsvc.store.policies import listing
 from pushsvc.store.short_links import short_code
-from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
 DIGEST_PURPOSE = "digest"

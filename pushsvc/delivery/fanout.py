@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from pushsvc.core.clock import now
 from pushsvc.core.targeting import parse_targeting
 from pushsvc.jobs import enqueue_deliver, enqueue_fanout
 from pushsvc.services import Services
@@ -25,7 +26,6 @@ from pushsvc.store.deliveries import insert_deliveries
 from pushsvc.store.matching import matching_pairs
 from pushsvc.store.policies import get_policy, set_status
 from pushsvc.store.schema import policies
-from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
 IMMEDIATE = "immediate"

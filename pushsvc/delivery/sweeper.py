@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pushsvc.core.clock import now
 from pushsvc.delivery.deliver import lease_cutoff
 from pushsvc.jobs import enqueue_deliver_ranges, enqueue_fanout, fanout_job_id
 from pushsvc.services import Services
 from pushsvc.store.deliveries import stale_work
 from pushsvc.store.policies import due_scheduled, unfinished_fanouts
-from pushsvc.store.subscribers import now
 
 
 async def run_sweep(svc: Services) -> int:

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pushsvc.core.clock import now
 from pushsvc.store.schema import departments
-from pushsvc.store.subscribers import now
 
 KEY_PREFIX = "psk_"
 

@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pushsvc.core.clock import now
 from pushsvc.store.schema import digests
-from pushsvc.store.subscribers import now
 
 
 async def insert_digest(

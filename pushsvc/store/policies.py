@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pushsvc.core.clock import now
 from pushsvc.store.schema import (
     deliveries,
     departments,
@@ -17,7 +18,6 @@ from pushsvc.store.schema import (
     policy_revisions,
     short_links,
 )
-from pushsvc.store.subscribers import now
 
 P = policies.c
 D = deliveries.c

@@ -8,8 +8,8 @@ import string
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pushsvc.core.clock import now
 from pushsvc.store.schema import short_links
-from pushsvc.store.subscribers import now
 
 # No look-alikes (0/O, 1/l/I): codes are read off posters and typed in by hand.
 ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")

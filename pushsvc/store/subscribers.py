@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pushsvc.core.clock import now
 from pushsvc.core.errors import FieldError
 from pushsvc.core.subscribers import NewSubscriber
 from pushsvc.store.db import Database
@@ -27,10 +28,6 @@ S = subscribers.c
 # The contacts that identify a person or organisation: a second row with one of them is a duplicate.
 IDENTITY_FIELDS = ("email", "phone", "uscc")
 IDENTITY_PATHS = {"email": "email", "phone": "phone", "uscc": "audiences.*.uscc"}
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def identity_of(sub: NewSubscriber) -> dict[str, str]:

@@ -17,21 +17,28 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from pushsvc.api.problems import Problem
-from pushsvc.api.reports import csv_response, report_for
-from pushsvc.core.quiet_hours import local_date, local_time
-from pushsvc.api.routing import Param, endpoint, services
 from pushsvc.channels import CHANNELS
 from pushsvc.core.charts import Group, Series, bar_groups, stacked_columns
+from pushsvc.core.clock import now
 from pushsvc.core.errors import ValidationFailed
-from pushsvc.core.figures import BACKWARDS, DepartmentRef, DepartmentReport, duration, parse_period
+from pushsvc.core.figures import (
+    BACKWARDS,
+    DepartmentRef,
+    DepartmentReport,
+    duration,
+    parse_period,
+)
+from pushsvc.core.quiet_hours import local_date, local_time
 from pushsvc.core.tokens import BadToken
+from pushsvc.http.pages import page
+from pushsvc.http.problems import Problem
+from pushsvc.http.routing import Param, endpoint, file_response, services
+from pushsvc.reports.department import department_report
+from pushsvc.reports.spreadsheet import csv_filename, report_csv
 from pushsvc.settings import Settings
 from pushsvc.store.reports import department_refs
-from pushsvc.store.subscribers import now
 from pushsvc.web import csrf
 from pushsvc.web.forms import language_links, read_form
-from pushsvc.web.pages import page
 
 SESSION_COOKIE = "pushsvc_admin"
 SESSION_TTL = timedelta(hours=8)
@@ -211,7 +218,7 @@ async def admin_page(request: web.Request) -> web.Response:
         return login_page(request, 401, lang)
     t = WORDS[lang]
     departments, chosen, first, last, errors = await _choice(request, t)
-    report = await report_for(request, chosen.id, first, last) if chosen and not errors else None
+    report = await department_report(services(request).db, chosen.id, first, last) if chosen and not errors else None
     query = {"department_id": chosen.id if chosen else "", "from": first, "to": last}
     return _render(
         request, "admin.html", 422 if errors else 200, lang, LOGOUT_FORM,
@@ -231,7 +238,8 @@ async def admin_report_csv(request: web.Request) -> web.StreamResponse:
     _, chosen, first, last, errors = await _choice(request, WORDS[lang])
     if errors or chosen is None:
         raise Problem(422 if errors else 404, "; ".join(f"{k}: {v}" for k, v in errors.items()) or "no department")
-    response = csv_response(await report_for(request, chosen.id, first, last))
+    report = await department_report(services(request).db, chosen.id, first, last)
+    response = file_response(report_csv(report), csv_filename(report), "text/csv")
     response.headers.update(NO_STORE)
     return response
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from pushsvc.api.routing import endpoint, services
 from pushsvc.cases.messages import CASE_PURPOSE, urls
 from pushsvc.core.case_states import LABELS
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.tokens import BadToken
+from pushsvc.http.pages import message_page, page
+from pushsvc.http.routing import endpoint, services
 from pushsvc.store.cases import case_with_department, timeline
-from pushsvc.web.pages import message_page, page
 from pushsvc.web.qr_pages import image_response
 
 # The page's own words, in the applicant's language.

@@ -19,8 +19,8 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from pushsvc.api.routing import services
 from pushsvc.core.tokens import BadToken
+from pushsvc.http.routing import services
 
 COOKIE = "pushsvc_csrf"
 FIELD = "csrf_token"

@@ -7,14 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from pushsvc.api.routing import endpoint, services
 from pushsvc.core.tokens import BadToken
 from pushsvc.delivery.digest import DIGEST_PURPOSE, digest_path
-from pushsvc.delivery.messages import policy_path, short_url
+from pushsvc.http.pages import message_page, page
+from pushsvc.http.routing import endpoint, services
+from pushsvc.policies.messages import policy_path, short_url
 from pushsvc.store.digests import get_digest
 from pushsvc.store.policies import listing
 from pushsvc.store.short_links import code_for
-from pushsvc.web.pages import message_page, page
 from pushsvc.web.qr_pages import image_response
 
 

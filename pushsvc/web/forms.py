@@ -14,11 +14,11 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from redis.exceptions import RedisError
 
-from pushsvc.api.routing import Handler, Param, read_body
 from pushsvc.core.models import Locale
 from pushsvc.core.rendering import DEFAULT_LOCALE
+from pushsvc.http.pages import page
+from pushsvc.http.routing import Handler, Param, read_body
 from pushsvc.web import csrf
-from pushsvc.web.pages import page
 from pushsvc.web.words import LANGUAGE_NAMES, page_words
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,22 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
-from pushsvc.api.routing import endpoint, services
 from pushsvc.channels import CHANNEL_CONTACTS
-from pushsvc.core.identifiers import mask_email, mask_phone, normalise_email, normalise_phone
+from pushsvc.core.identifiers import (
+    mask_email,
+    mask_phone,
+    normalise_email,
+    normalise_phone,
+)
 from pushsvc.core.tokens import BadToken
-from pushsvc.core.verification import CHANNEL_OF, ContactKeys, ContactKind, read_manage_token
+from pushsvc.core.verification import (
+    CHANNEL_OF,
+    ContactKeys,
+    ContactKind,
+    read_manage_token,
+)
+from pushsvc.http.pages import SECURITY_HEADERS
+from pushsvc.http.routing import endpoint, services
 from pushsvc.store.self_service import (
     erase,
     export,
@@ -35,9 +46,27 @@ from pushsvc.store.self_service import (
 )
 from pushsvc.store.subscribers import find_duplicates, load_subscriber
 from pushsvc.web import csrf
-from pushsvc.web.forms import FORM_MEDIA, LANG, listed, locale_of, notice, read_form, redis_needed, render
-from pushsvc.web.pages import SECURITY_HEADERS
-from pushsvc.web.proofs import MANAGE_SOURCE, Rejected, accept, ask, bad_link, check_code, codes, manage_path, over_limit
+from pushsvc.web.forms import (
+    FORM_MEDIA,
+    LANG,
+    listed,
+    locale_of,
+    notice,
+    read_form,
+    redis_needed,
+    render,
+)
+from pushsvc.web.proofs import (
+    MANAGE_SOURCE,
+    Rejected,
+    accept,
+    ask,
+    bad_link,
+    check_code,
+    codes,
+    manage_path,
+    over_limit,
+)
 from pushsvc.web.subscription_form import Typed, check, read_typed, stored, view
 from pushsvc.web.words import page_words
 

@@ -2,52 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import jinja2
 from aiohttp import web
 
-from pushsvc.api.problems import Problem
-from pushsvc.api.routing import endpoint, path_id, read_body, services
 from pushsvc.core.quiet_hours import local_time
 from pushsvc.core.timeliness import went_public
 from pushsvc.core.tokens import BadToken, read_unsubscribe_token
-from pushsvc.delivery.notices import LONG_FIELDS
+from pushsvc.http.pages import message_page, page
+from pushsvc.http.problems import Problem
+from pushsvc.http.routing import endpoint, path_id, read_body, services
+from pushsvc.policies.lifecycle import LONG_FIELDS
 from pushsvc.store.departments import department_by_id
 from pushsvc.store.policies import get_policy, revisions
 from pushsvc.store.subscribers import remove_channel
 
-# No script, nothing from elsewhere, no framing: the pages work without JavaScript anyway.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 # A policy no longer in force stays public: people who were told of it look it up, and the page says so.
 PUBLIC_STATUSES = ("publishing", "published", "repealed", "lapsed")
-_environments: dict[Path, jinja2.Environment] = {}
-
-
-def _env(templates_dir: Path) -> jinja2.Environment:
-    if templates_dir not in _environments:
-        _environments[templates_dir] = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(templates_dir / "web"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
-    return _environments[templates_dir]
-
-
-def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-    html = _env(services(request).settings.templates_dir).get_template(template).render(**context)
-    return web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
-
-
-def message_page(request: web.Request, status: int, title: str, text: str) -> web.Response:
-    return page(request, "message.html", status=status, title=title, text=text)
 
 
 @endpoint("GET", "/static/site.css", summary="The pages' stylesheet", tag="pages", html=True)

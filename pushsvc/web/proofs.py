@@ -1,7 +1,7 @@
 """Asking a contact to prove itself, and taking the proof: shared by /subscribe, /verify,
 /confirm and /manage.
 
-Asking is limited per contact and per client address (pushsvc.codes), the same way for contacts
+Asking is limited per contact and per client address (pushsvc.subscriptions.codes), the same way for contacts
 we know and contacts we don't; the message itself is sent by a job. A proof turns on the channels
 the subscriber asked for that the proven contact stands behind: its own channel, and WeChat,
 whose contacts we cannot prove.
@@ -16,17 +16,24 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pushsvc.api.limits import client_address
-from pushsvc.api.routing import services
 from pushsvc.channels import CHANNEL_CONTACTS
-from pushsvc.codes import Codes
 from pushsvc.core.identifiers import normalise_phone
 from pushsvc.core.subscribers import Contacts
 from pushsvc.core.tokens import BadToken
-from pushsvc.core.verification import CHANNEL_OF, UNPROVABLE_CHANNELS, ContactKind, ContactKeys, manage_token, normal_code
-from pushsvc.delivery.self_service import Kind, enqueue_send
+from pushsvc.core.verification import (
+    CHANNEL_OF,
+    UNPROVABLE_CHANNELS,
+    ContactKeys,
+    ContactKind,
+    manage_token,
+    normal_code,
+)
+from pushsvc.http.limits import client_address
+from pushsvc.http.routing import services
 from pushsvc.store.self_service import channels_on, turn_on, wanted_channels
 from pushsvc.store.subscribers import load_subscriber
+from pushsvc.subscriptions.codes import Codes
+from pushsvc.subscriptions.self_service import Kind, enqueue_send
 from pushsvc.web.forms import minutes, notice
 
 # How each contact is reached, and the sources consents name: the page it happened on.

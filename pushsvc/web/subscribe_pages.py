@@ -11,14 +11,28 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
-from pushsvc.api.routing import Param, endpoint, services
 from pushsvc.core.identifiers import mask_email, mask_phone, normalise_phone
 from pushsvc.core.tokens import BadToken
 from pushsvc.core.verification import ContactKeys, ContactKind, read_confirm_token
-from pushsvc.store.self_service import channels_on, enrol, subscriber_by_contact, wanted_channels
+from pushsvc.http.routing import Param, endpoint, services
+from pushsvc.store.self_service import (
+    channels_on,
+    enrol,
+    subscriber_by_contact,
+    wanted_channels,
+)
 from pushsvc.store.subscribers import load_subscriber
 from pushsvc.web import csrf
-from pushsvc.web.forms import FORM_MEDIA, LANG, listed, locale_of, notice, read_form, redis_needed, render
+from pushsvc.web.forms import (
+    FORM_MEDIA,
+    LANG,
+    listed,
+    locale_of,
+    notice,
+    read_form,
+    redis_needed,
+    render,
+)
 from pushsvc.web.proofs import (
     CONFIRM_SOURCE,
     SUBSCRIBE_SOURCE,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from pushsvc.codes import MESSAGES_PER_CONTACT
 from pushsvc.core.verification import CODE_TTL, CONFIRM_TTL, MANAGE_TTL
+from pushsvc.subscriptions.codes import MESSAGES_PER_CONTACT
 
 FIXED = {
     "confirm_hours": int(CONFIRM_TTL.total_seconds() // 3600),

@@ -14,11 +14,11 @@ import math
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from pushsvc.api.problems import Problem
-from pushsvc.api.routing import Handler, services
+from pushsvc.http.pages import message_page
+from pushsvc.http.problems import Problem
+from pushsvc.http.routing import Handler, services
 from pushsvc.ratelimit import Rate, RateLimiter
 from pushsvc.services import Services
-from pushsvc.web.pages import message_page
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from pushsvc.api.problems import Problem, invalid
 from pushsvc.core.errors import FieldError
 from pushsvc.core.models import pydantic_errors
+from pushsvc.http.problems import Problem, invalid
 from pushsvc.services import Services
 
 Auth = Literal["none", "admin", "department", "department_or_admin"]
@@ -121,6 +121,12 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     else:
         text = json.dumps(data, ensure_ascii=False, default=str)
     return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+
+
+def file_response(body: bytes, filename: str, content_type: str) -> web.Response:
+    """A download: the browser saves it under `filename` instead of showing it."""
+    return web.Response(body=body, content_type=content_type, charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def int_param(request: web.Request, name: str, default: int | None = None, *, lo: int = 0, hi: int | None = None) -> int:

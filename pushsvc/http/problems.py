@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pushsvc.core.errors import FieldError
+from pushsvc.core.errors import Conflict, FieldError, Forbidden, NotFound, Refused
 
 TITLES = {
     400: "Malformed request",
@@ -60,3 +60,11 @@ class Problem(Exception):
 
 def invalid(errors: list[FieldError]) -> Problem:
     return Problem(422, "; ".join(f"{e.field}: {e.message}" for e in errors[:3]), errors)
+
+
+REFUSAL_STATUS: dict[type[Refused], int] = {NotFound: 404, Conflict: 409, Forbidden: 403}
+
+
+def refused(exc: Refused) -> Problem:
+    """A feature's refusal as the problem its kind stands for."""
+    return Problem(REFUSAL_STATUS[type(exc)], exc.detail, exc.errors, **exc.extra)

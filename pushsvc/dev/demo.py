@@ -39,17 +39,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pushsvc.api.app import build_app
+from pushsvc.app import build_app
 from pushsvc.channels.sms import OK as SMS_OK
 from pushsvc.core.catalogue import load_catalogue
+from pushsvc.core.clock import now
 from pushsvc.core.quiet_hours import local_date
-from pushsvc.demo_data import SampleFactory, SampleSubscriber, csv_text, demo_policy
+from pushsvc.dev.demo_data import SampleFactory, SampleSubscriber, csv_text, demo_policy
+from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
+from pushsvc.dev.stubs.smtp_sink import SmtpSink, sink_web_app
+from pushsvc.dev.stubs.wechat import WEBHOOK_PATH, WechatStub
 from pushsvc.services import open_services
 from pushsvc.settings import Settings, load_settings
-from pushsvc.store.subscribers import now
-from pushsvc.stubs.sms_gateway import SmsGatewayStub
-from pushsvc.stubs.smtp_sink import SmtpSink, sink_web_app
-from pushsvc.stubs.wechat import WEBHOOK_PATH, WechatStub
 
 HOST = "127.0.0.1"
 API_PORT = 8080
@@ -151,7 +151,9 @@ def port_of(sock: socket.socket) -> int:
 def run_demo(once: bool) -> int:
     console = Console()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the migration's chatter is not the demo
-    from pushsvc.store.migrate import upgrade  # after the line above: alembic logs as it is imported
+    from pushsvc.store.migrate import (
+        upgrade,  # after the line above: alembic logs as it is imported
+    )
 
     generated = ensure_secrets()
     paths = DemoPaths(Path("var").resolve())

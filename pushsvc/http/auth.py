@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from pushsvc.api.limits import within_key_limit
-from pushsvc.api.problems import Problem
-from pushsvc.api.routing import Auth, services
+from pushsvc.http.limits import within_key_limit
+from pushsvc.http.problems import Problem
+from pushsvc.http.routing import Auth, services
 from pushsvc.services import Services
 from pushsvc.store.departments import department_by_key, hash_key
 

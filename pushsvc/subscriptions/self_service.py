@@ -16,7 +16,7 @@ from typing import Literal
 from arq import ArqRedis
 
 from pushsvc.channels.base import Recipient
-from pushsvc.codes import Codes
+from pushsvc.core.clock import now
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.retry import backoff_seconds
 from pushsvc.core.verification import (
@@ -32,7 +32,8 @@ from pushsvc.logs import job_kwargs
 from pushsvc.services import Services
 from pushsvc.store.self_service import purge_unconfirmed
 from pushsvc.store.short_links import code_for, short_code
-from pushsvc.store.subscribers import load_subscriber, now
+from pushsvc.store.subscribers import load_subscriber
+from pushsvc.subscriptions.codes import Codes
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ import logging
 from datetime import date, datetime
 from typing import Any
 
+from pushsvc.core.clock import now
 from pushsvc.core.quiet_hours import local_date
 from pushsvc.jobs import enqueue_deliver, enqueue_notify
 from pushsvc.services import Services
 from pushsvc.store.deliveries import cancel_unsent, insert_notice, notice_recipients
 from pushsvc.store.policies import due_lapses, repeal_policy, revise_policy, set_status
-from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
 # Named in a notice but not quoted: too long for "before → after".

@@ -18,18 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiohttp import web
-
-from pushsvc.api.problems import Problem
-from pushsvc.cases.send import push_due
+from pushsvc.cases.dispatcher import push_due
 from pushsvc.core.case_states import allowed_next, can_move
-from pushsvc.core.errors import FieldError
+from pushsvc.core.clock import now
+from pushsvc.core.errors import Conflict, FieldError, NotFound, Refused
 from pushsvc.core.models import CaseEventOut, CaseEventResult
 from pushsvc.services import Services
 from pushsvc.store.cases import events_by_id, lock_cases, store_events
-from pushsvc.store.subscribers import now
 
-CASE_INTAKE = web.AppKey("case_intake", "CaseIntake")
 log = logging.getLogger(__name__)
 MAX_GROUP = 500  # events per transaction: bounds its length and the parameters of its IN lists
 
@@ -56,7 +52,7 @@ class _Group:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     moved: dict[int, dict[str, Any]] = field(default_factory=dict)
     new: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
-    outcomes: list[Accepted | Problem] = field(default_factory=list)
+    outcomes: list[Accepted | Refused] = field(default_factory=list)
 
 
 class CaseIntake:
@@ -66,7 +62,7 @@ class CaseIntake:
         self._writer: asyncio.Task[None] | None = None
 
     async def submit(self, department_id: int, case_no: str, event: dict[str, Any]) -> Accepted:
-        """The event's outcome once stored; raises Problem (404, 409) for this event alone."""
+        """The event's outcome once stored; raises NotFound or Conflict for this event alone."""
         pending = _Pending(department_id, case_no, event)
         self._waiting.append(pending)
         if self._writer is None or self._writer.done():
@@ -103,7 +99,7 @@ class CaseIntake:
         for p, outcome in zip(group, plan.outcomes):
             if p.outcome.done():  # its client went away; the event is stored all the same
                 continue
-            if isinstance(outcome, Problem):
+            if isinstance(outcome, Refused):
                 p.outcome.set_exception(outcome)
             else:
                 p.outcome.set_result(outcome)
@@ -111,10 +107,10 @@ class CaseIntake:
 
 
 def _decide(plan: _Group, case: dict[str, Any] | None, stored: dict[tuple[int, str], dict[str, Any]],
-            event: dict[str, Any], at: datetime) -> Accepted | Problem:
+            event: dict[str, Any], at: datetime) -> Accepted | Refused:
     """One event against its case (updated in place, so the group's next event sees it)."""
     if case is None:  # another department's case is as unknown as a missing one
-        return Problem(404, "no such case")
+        return NotFound("no such case")
     key = (case["id"], event["event_id"])
     found = stored.get(key) or plan.new.get(key)
     if found is not None:
@@ -123,7 +119,7 @@ def _decide(plan: _Group, case: dict[str, Any] | None, stored: dict[tuple[int, s
     applied = case["latest_at"] is None or event["occurred_at"] >= case["latest_at"]
     if applied and not can_move(case["status"], event["status"]):
         allowed = allowed_next(case["status"])
-        return Problem(409, f"a case that is {case['status']} cannot become {event['status']}",
+        return Conflict(f"a case that is {case['status']} cannot become {event['status']}",
                        [FieldError("status", f"allowed next: {', '.join(allowed) or 'none (the case has ended)'}")],
                        allowed_next=allowed, current_status=case["status"])
     case["last_seq"] += 1

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 
 from pushsvc.cases.messages import CaseMessage, case_message
 from pushsvc.channels.base import Outcome, Recipient
+from pushsvc.core.clock import now
 from pushsvc.core.rendering import RenderError
 from pushsvc.core.retry import ledger_update
 from pushsvc.jobs import enqueue_case_send
@@ -41,7 +42,6 @@ from pushsvc.store.cases import (
     stale_cases,
     write_notification_outcomes,
 )
-from pushsvc.store.subscribers import now
 
 log = logging.getLogger(__name__)
 DUE = "pushsvc:cases:due"  # ids of cases with something to send, oldest first (duplicates are harmless)
