@@ -48,14 +48,8 @@ from bench.common import (
     stop_processes,
 )
 from bench.ledger_floor import ledger_floor
-from pushsvc.channels.base import PolicyMessage
-from pushsvc.channels.sms import (
-    MAX_NUMBERS,
-    SEND_PATH,
-    national_number,
-    render_text,
-    signed_headers,
-)
+from pushsvc.channels.sms import MAX_NUMBERS, SEND_PATH, national_number, render_text, signed_headers
+from pushsvc.core.messages import PolicyMessage
 from pushsvc.core.rendering import Renderer
 from pushsvc.dev.demo_data import HOME_DOMAIN
 from pushsvc.settings import REPO_ROOT, Settings

@@ -26,16 +26,7 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import (
-    DEFAULT_PG_URL,
-    bench_database,
-    catalogue,
-    cpu_count,
-    isolated,
-    peak_rss_mb,
-    seed,
-    sqlite_url,
-)
+from bench.common import DEFAULT_PG_URL, bench_database, catalogue, cpu_count, isolated, peak_rss_mb, seed, sqlite_url
 from pushsvc.core.subscribers import ALL_DOMAINS
 from pushsvc.core.targeting import Targeting, evaluate, parse_targeting
 from pushsvc.dev.demo_data import HOME_DOMAIN

@@ -15,11 +15,7 @@ from pushsvc.channels import build_channels
 from pushsvc.http.limits import REQUEST_LINE_MAX, page_limits_middleware
 from pushsvc.http.metrics import metrics_middleware
 from pushsvc.http.routing import SERVICES
-from pushsvc.http.server import (
-    mount_endpoints,
-    problems_middleware,
-    request_id_middleware,
-)
+from pushsvc.http.server import mount_endpoints, problems_middleware, request_id_middleware
 from pushsvc.services import Services, open_services
 from pushsvc.settings import Settings
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from pushsvc.core.catalogue import CatalogueError, load_catalogue
@@ -125,36 +126,6 @@ def _subscribers_import(args: argparse.Namespace) -> int:
     return 0 if not rejected else 1
 
 
-def _stub_smtp(args: argparse.Namespace) -> int:
-    from pushsvc.dev.stubs.smtp_sink import serve_sink
-
-    maildir = Path(args.maildir) if args.maildir else None
-    asyncio.run(serve_sink(args.host, args.port, args.web_port, maildir))
-    return 0
-
-
-def _stub_sms(args: argparse.Namespace) -> int:
-    from pushsvc.dev.stubs.sms_gateway import serve_sms_stub
-
-    settings = get_settings()
-    receipts_url = args.receipts_url or f"{settings.public_url}/v1/receipts/sms"
-    asyncio.run(serve_sms_stub(settings, args.host, args.port, receipts_url, args.receipt_delay))
-    return 0
-
-
-def _stub_wechat(args: argparse.Namespace) -> int:
-    from pushsvc.dev.stubs.wechat import serve_wechat_stub
-
-    asyncio.run(serve_wechat_stub(get_settings(), args.host, args.port))
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from pushsvc.dev.demo import run_demo
-
-    return run_demo(once=args.once)
-
-
 def _safe_url(url: str) -> str:
     head, sep, tail = url.rpartition("@")
     return f"{head.split('://')[0]}://***@{tail}" if sep else url
@@ -210,28 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="UTF-8 CSV file with a header row")
     p.add_argument("--department-id", type=int, default=None, help="record the import as this department's")
 
-    p = add("demo", _demo, "Start API, worker, a local SMTP sink and the SMS and WeChat stand-ins; seed sample "
-            "subscribers; publish a sample policy and show its delivery live on every channel.")
-    p.add_argument("--once", action="store_true", help="exit when the fan-out is done (status 0 only if all sent)")
-
-    stub = sub.add_parser("stub", help="Stand-in servers for providers.", description="Stand-in servers for providers.")
-    stub_sub = stub.add_subparsers(dest="stub_command", required=True, metavar="STUB")
-    p = add("smtp", _stub_smtp, "A local SMTP sink that keeps what it receives, with a web page to read it.", stub_sub)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=2525, help="SMTP port (default 2525)")
-    p.add_argument("--web-port", type=int, default=8025, help="port of the page listing the mails (default 8025)")
-    p.add_argument("--maildir", default="var/mail", help="folder to write each mail to as N.eml")
-    p = add("sms", _stub_sms, "A stand-in SMS gateway: records requests, posts signed receipts, injects faults.",
-            stub_sub)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8091, help="port (default 8091)")
-    p.add_argument("--receipts-url", default=None,
-                   help="where receipts are posted (default $PUSHSVC_PUBLIC_URL/v1/receipts/sms)")
-    p.add_argument("--receipt-delay", type=float, default=1.0, help="seconds before a receipt is posted (default 1)")
-    p = add("wechat", _stub_wechat, "A stand-in for WeChat: token endpoint, template messages, robot webhooks.",
-            stub_sub)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8092, help="port (default 8092)")
+    # Commands of installed plug-ins: the demo and the stand-ins (pushsvc.dev) register here, so that
+    # the service itself never imports them.
+    for plugin in entry_points(group="pushsvc.commands"):
+        plugin.load()(sub, add)
     return parser
 
 

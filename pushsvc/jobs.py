@@ -1,4 +1,11 @@
-"""Job names, ids and the wire format shared by the API (which enqueues) and workers (which run).
+"""The job registry (every arq job and cron: name, function, retries, schedule), job ids, the
+enqueue helpers and the wire format, shared by whatever enqueues and the workers (which run them).
+
+The worker settings (`workers.settings`) are a loop over `JOBS` and `CRONS`. A job names its
+function as "module:attribute", resolved by the worker at start: the functions call into every
+feature, and this module sits below them all (it imports only settings and logs). Every job's
+timeout is PUSHSVC_JOB_TIMEOUT_SECONDS: it is also how long a killed worker's job waits before
+arq runs it again.
 
 Jobs are serialised as JSON, not arq's default pickle: whoever can write to Redis must not be
 able to run code in the workers. A job started (directly or not) by a request carries its id
@@ -9,13 +16,81 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from arq import ArqRedis
 
 from pushsvc.logs import job_kwargs
+from pushsvc.settings import Settings
+
+
+@dataclass(frozen=True)
+class Job:
+    """`name`: what enqueuers pass to arq; `function`: "module:attribute" of an async function
+    taking arq's context first; `max_tries`: runs before arq gives the job up."""
+
+    name: str
+    function: str
+    max_tries: int
+
+
+class Schedule(TypedDict, total=False):
+    """arq's cron fields; left out, `minute` is every minute and `second` is 0 (arq's defaults)."""
+
+    minute: int | set[int]
+    second: int | set[int]
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A job arq starts on a `schedule` (from the settings); one run at a time (arq's `unique`)."""
+
+    name: str
+    function: str
+    schedule: Callable[[Settings], Schedule]
+    run_at_startup: bool = False
+
+
+# The ledger bounds a delivery's attempts (PUSHSVC_MAX_ATTEMPTS), not arq: these jobs re-run
+# themselves (arq `Retry`) until the ledger says stop, so arq's count is only a backstop.
+_LEDGER_BOUNDED = 1000
+
+FANOUT = Job("fanout", "workers.jobs:fanout", _LEDGER_BOUNDED)
+DELIVER = Job("deliver", "workers.jobs:deliver", _LEDGER_BOUNDED)
+NOTIFY = Job("notify", "workers.jobs:notify", _LEDGER_BOUNDED)
+CASE_SEND = Job("case_send", "workers.jobs:case_send", _LEDGER_BOUNDED)
+# Someone waits at the page for it: a few quick tries, then they ask again.
+SELF_SERVICE_SEND = Job("self_service_send", "workers.jobs:self_service_send", 5)
+JOBS = (FANOUT, DELIVER, NOTIFY, CASE_SEND, SELF_SERVICE_SEND)
+
+
+def _every_sweep(settings: Settings) -> Schedule:
+    return {"second": set(range(0, 60, settings.sweep_every_seconds))}
+
+
+def _every_five_minutes(minute: int, second: int) -> Callable[[Settings], Schedule]:
+    return lambda _: {"minute": set(range(minute, 60, 5)), "second": second}
+
+
+CRONS = (
+    Cron("sweep", "workers.jobs:sweep", _every_sweep, run_at_startup=True),
+    Cron("case_sweep", "workers.jobs:case_sweep", _every_sweep, run_at_startup=True),
+    # Alerts are once a case: the run only has to notice within minutes.
+    Cron("case_alerts", "workers.jobs:case_alerts", _every_five_minutes(0, 0)),
+    # Both act only once their local time has come (the digest time, the day after expires_on);
+    # running every few minutes also picks up digests that waited for the end of quiet hours or a retry.
+    Cron("digest", "workers.jobs:digest", _every_five_minutes(0, 30)),
+    Cron("lapse", "workers.jobs:lapse", _every_five_minutes(2, 0)),
+    Cron("purge_unconfirmed", "workers.jobs:purge_unconfirmed", lambda _: {"minute": 17, "second": 0}),
+)
+
+
+async def enqueue(redis: ArqRedis, job: Job, *args: Any, **options: Any) -> None:
+    """Enqueue `job` with `args` and arq's `options` (_job_id, _defer_by, ...), carrying the request id."""
+    await redis.enqueue_job(job.name, *args, **options, **job_kwargs())
 
 
 def job_serializer(obj: dict[str, Any]) -> bytes:
@@ -41,17 +116,13 @@ def notify_job_id(policy_id: int, notice: int) -> str:
 
 async def enqueue_fanout(redis: ArqRedis, policy_id: int, after: int = 0, *, at: datetime | None = None,
                          job_id: str | None = None) -> None:
-    await redis.enqueue_job(
-        "fanout", policy_id, _job_id=job_id or fanout_job_id(policy_id, after), _defer_until=at, **job_kwargs()
-    )
+    await enqueue(redis, FANOUT, policy_id, _job_id=job_id or fanout_job_id(policy_id, after), _defer_until=at)
 
 
 async def enqueue_deliver(redis: ArqRedis, policy_id: int, channel: str, lo: int, hi: int,
                           *, job_id: str | None = None, notice: int = 0) -> None:
-    await redis.enqueue_job(
-        "deliver", policy_id, channel, lo, hi, notice,
-        _job_id=job_id or deliver_job_id(policy_id, channel, lo, hi, notice), **job_kwargs(),
-    )
+    await enqueue(redis, DELIVER, policy_id, channel, lo, hi, notice,
+                  _job_id=job_id or deliver_job_id(policy_id, channel, lo, hi, notice))
 
 
 async def enqueue_deliver_ranges(redis: ArqRedis, rows: AsyncIterable[tuple[int, int, str, int]], size: int,
@@ -86,9 +157,9 @@ async def enqueue_case_send(redis: ArqRedis, case_id: int, delay: float) -> None
     """A case's retry, `delay` seconds on (pushsvc.cases.dispatcher). The id carries the second it is
     due: an earlier retry's job, kept after it ran, must not swallow this one."""
     due = int(time.time() + delay)
-    await redis.enqueue_job("case_send", case_id, _job_id=f"case:{case_id}:at{due}", _defer_by=delay, **job_kwargs())
+    await enqueue(redis, CASE_SEND, case_id, _job_id=f"case:{case_id}:at{due}", _defer_by=delay)
 
 
 async def enqueue_notify(redis: ArqRedis, policy_id: int, notice: int) -> None:
     """Hand a lifecycle notice's ledger rows to deliver jobs (pushsvc.policies.lifecycle)."""
-    await redis.enqueue_job("notify", policy_id, notice, _job_id=notify_job_id(policy_id, notice), **job_kwargs())
+    await enqueue(redis, NOTIFY, policy_id, notice, _job_id=notify_job_id(policy_id, notice))

@@ -3,7 +3,7 @@ the ledger hold right now. The API's /metrics (`pushsvc.api.metrics`) and `pushs
 
 Workers are many separate processes; their counters live in one Redis hash that any API process
 can read at scrape time, so one scrape shows the whole service. A worker adds a batch's outcomes
-in one pipelined round trip (one HINCRBY per channel and outcome, never one per recipient).
+in one pipelined round trip (one HINCRBY per kind, channel and outcome, never one per recipient).
 Counting never fails a job: if Redis will not take the numbers, they are logged and dropped.
 """
 
@@ -24,11 +24,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pushsvc import redis_keys
 from pushsvc.store.schema import deliveries, policies
 
 log = logging.getLogger(__name__)
-
-KEY = "pushsvc:metrics"  # field "<counter>|<label value>|…" -> count
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,9 @@ class SharedCounter:
         return "|".join((self.name, *values))
 
 
-DELIVERIES = SharedCounter("pushsvc_deliveries", "Delivery attempts by channel and outcome: sent, failed (for good), "
-                           "held (quiet hours, a provider's pace)", ("channel", "outcome"))
+DELIVERIES = SharedCounter("pushsvc_deliveries", "Delivery attempts by kind of message (policy, notice, digest, "
+                           "case, alert, self_service), channel and outcome: sent, failed (for good), held (quiet "
+                           "hours, a provider's pace)", ("kind", "channel", "outcome"))
 RETRIES = SharedCounter("pushsvc_delivery_retries", "Delivery attempts that failed for now and were queued again",
                         ("channel",))
 RECEIPTS = SharedCounter("pushsvc_receipts", "Receipts from providers by result: delivered, failed, unknown "
@@ -63,9 +63,9 @@ async def _add(redis: Redis, fields: Mapping[str, float]) -> None:
         async with redis.pipeline(transaction=False) as pipe:
             for field, n in fields.items():
                 if isinstance(n, int):
-                    pipe.hincrby(KEY, field, n)
+                    pipe.hincrby(redis_keys.METRICS, field, n)
                 else:
-                    pipe.hincrbyfloat(KEY, field, n)
+                    pipe.hincrbyfloat(redis_keys.METRICS, field, n)
             await pipe.execute()
     except RedisError as exc:
         log.warning("metrics not recorded (Redis: %s): %s", type(exc).__name__, dict(fields))
@@ -74,13 +74,17 @@ async def _add(redis: Redis, fields: Mapping[str, float]) -> None:
 _SAID = {"queued": "to retry"}
 
 
-async def record_outcomes(redis: Redis, channel: str, statuses: Iterable[str]) -> None:
-    """A deliver batch's new ledger statuses: `queued` again is a retry, the others are outcomes."""
-    counts = Counter(statuses)
-    log.info("%s: %s", channel, ", ".join(f"{n} {_SAID.get(s, s)}" for s, n in sorted(counts.items())))
+async def record_outcomes(redis: Redis, kind: str, outcomes: Iterable[tuple[str, str]]) -> None:
+    """A round of sending's (channel, new status) pairs, one per message and recipient, of one
+    kind of message (policy, notice, digest, case, alert, self_service): `queued` again is a
+    retry, the others are outcomes."""
+    counts = Counter(outcomes)
+    for channel in sorted({channel for channel, _ in counts}):
+        said = ", ".join(f"{n} {_SAID.get(s, s)}" for (ch, s), n in sorted(counts.items()) if ch == channel)
+        log.info("%s on %s: %s", kind, channel, said)
     await _add(redis, {
-        (RETRIES.field((channel,)) if status == "queued" else DELIVERIES.field((channel, status))): n
-        for status, n in counts.items()
+        (RETRIES.field((channel,)) if status == "queued" else DELIVERIES.field((kind, channel, status))): n
+        for (channel, status), n in counts.items()
     })
 
 
@@ -108,12 +112,13 @@ class Shared:
 
 
 async def read_shared(redis: Redis) -> Shared:
-    raw = {k.decode(): v.decode() for k, v in (await redis.hgetall(KEY)).items()}
+    raw = {k.decode(): v.decode() for k, v in (await redis.hgetall(redis_keys.METRICS)).items()}
     by_name = {c.name: c for c in COUNTERS}
     counters: dict[SharedCounter, dict[tuple[str, ...], int]] = {c: {} for c in COUNTERS}
     for field, value in raw.items():
         name, *values = field.split("|")
-        if name in by_name:
+        # A field written with other labels (before the counter gained one) is left out, not mislabelled.
+        if name in by_name and len(values) == len(by_name[name].labels):
             counters[by_name[name]][tuple(values)] = int(value)
     per_bucket = [int(raw.get(f"{FANOUT}|bucket|{i}", 0)) for i in range(len(FANOUT_BUCKETS) + 1)]
     bounds = [*FANOUT_BUCKETS, float("inf")]

@@ -23,10 +23,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from pushsvc import redis_keys
+from pushsvc.core.clock import now
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +82,10 @@ class Reservation:
 
 
 class RateLimiter:
-    """`RateLimiter(redis, namespace)`: keys live under `<namespace>:`. Each key has its own pace;
-    callers name keys after what the provider limits (a robot key, an account, an IP)."""
+    """`RateLimiter(redis, namespace)`: keys live under `<namespace>:` (one of pushsvc.redis_keys).
+    Each key has its own pace; callers name keys after what is limited (a robot key, an account, an IP)."""
 
-    def __init__(self, redis: Redis, namespace: str = "ratelimit") -> None:
+    def __init__(self, redis: Redis, namespace: str) -> None:
         self._namespace = namespace
         self._script = redis.register_script(_RESERVE)
 
@@ -127,7 +130,7 @@ class ProviderPace:
     async def start(self) -> None:
         if self._rate is not None and self._redis is None:
             self._redis = Redis.from_url(self._url)
-            self._limiter = RateLimiter(self._redis, namespace="ratelimit:provider")
+            self._limiter = RateLimiter(self._redis, redis_keys.PROVIDER_PACE)
 
     async def close(self) -> None:
         redis, self._redis, self._limiter = self._redis, None, None
@@ -142,7 +145,7 @@ class ProviderPace:
             return None
         known_wait = self._opens_at - time.monotonic()
         if known_wait > max_wait:
-            return datetime.now(timezone.utc) + timedelta(seconds=known_wait)
+            return now() + timedelta(seconds=known_wait)
         try:
             slot = await self._limiter.acquire(self._provider, self._rate, max_wait=max(0.0, max_wait))
         except RedisError as exc:
@@ -153,4 +156,4 @@ class ProviderPace:
                 return None
             wait = slot.wait
             self._opens_at = time.monotonic() + wait
-        return datetime.now(timezone.utc) + timedelta(seconds=wait)
+        return now() + timedelta(seconds=wait)

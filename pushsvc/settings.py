@@ -1,15 +1,35 @@
-"""Service settings, read from PUSHSVC_* environment variables and an optional .env file."""
+"""Service settings, read from PUSHSVC_* environment variables and an optional .env file.
+
+A PUSHSVC_ variable that names no setting stops start-up (`load_settings`): a typo such as
+PUSHSVC_SMTP_HOTS would otherwise leave the setting at its default without a word.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "PUSHSVC_"
+ENV_FILE = Path(".env")  # in the working directory
+# PUSHSVC_ variables that are not settings of the service, set by the project's own tools: they
+# may be in the environment a service process inherits. Add a name here with what sets it.
+NOT_SETTINGS = frozenset({
+    "PUSHSVC_ROOT",  # scripts/lib.sh: the checkout the scripts run in
+    "PUSHSVC_CHROMIUM",  # scripts and tests: the browser the browser tests drive
+    "PUSHSVC_DEMO_REDIS_DB",  # `pushsvc demo`: the Redis database number it empties and uses
+    "PUSHSVC_TEST_DATABASE_URL",  # tests (set by .ci/run): PostgreSQL for the database tests
+    "PUSHSVC_TEST_REDIS_URL",  # tests: the Redis server the test sessions use
+    "PUSHSVC_TEST_PROCESSES",  # scripts/test: how many pytest processes
+})
 
 
 class SettingsError(SystemExit):
@@ -17,7 +37,7 @@ class SettingsError(SystemExit):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PUSHSVC_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=ENV_FILE, extra="ignore")
 
     database_url: str = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'pushsvc.db'}"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -142,17 +162,39 @@ class Settings(BaseSettings):
         return self.job_timeout_seconds / 2
 
 
+def unknown_variables(names: Iterable[str], where: str) -> list[str]:
+    """A line for each PUSHSVC_ variable in `names` that no setting reads, with the nearest setting."""
+    known = [field.upper() for field in Settings.model_fields]
+    lines = []
+    for name in names:
+        upper = name.upper()  # settings are read whatever the case of their names
+        if not upper.startswith(PREFIX) or upper.removeprefix(PREFIX) in known or upper in NOT_SETTINGS:
+            continue
+        # Compared without the prefix, which every name shares and which would make them all look alike.
+        nearest = difflib.get_close_matches(upper.removeprefix(PREFIX), known, n=1)
+        hint = f"; did you mean {PREFIX}{nearest[0]}?" if nearest else ""
+        lines.append(f"{name} ({where}) is not a setting{hint}")
+    return lines
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings, turning pydantic's report into one line per bad PUSHSVC_* variable."""
+    """Read settings, naming each bad or unknown PUSHSVC_* variable on a line of its own."""
+    lines = unknown_variables(os.environ, "in the environment")
+    if ENV_FILE.is_file():
+        lines += unknown_variables(dotenv_values(ENV_FILE), f"in {ENV_FILE}")
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
         for err in exc.errors():
-            name = "PUSHSVC_" + "_".join(str(p) for p in err["loc"]).upper()
+            name = PREFIX + "_".join(str(p) for p in err["loc"]).upper()
             reason = "is required but not set" if err["type"] == "missing" else err["msg"]
             lines.append(f"setting {name} {reason}")
-        raise SettingsError("pushsvc cannot start:\n  " + "\n  ".join(lines)) from None
+    else:
+        if not lines:
+            return settings
+    # One problem on one line; several under one heading.
+    raise SettingsError("pushsvc cannot start: " + lines[0] if len(lines) == 1
+                        else "pushsvc cannot start:\n  " + "\n  ".join(lines))
 
 
 @lru_cache(maxsize=1)

@@ -21,13 +21,7 @@ from pushsvc.core.clock import now
 from pushsvc.core.figures import duration
 from pushsvc.core.models import DeliveryStatus
 from pushsvc.core.quiet_hours import LOCAL_ZONE
-from pushsvc.metrics import (
-    QueueState,
-    deliveries_by_channel,
-    oldest_queued_age,
-    policies_publishing,
-    queue_state,
-)
+from pushsvc.metrics import QueueState, deliveries_by_channel, oldest_queued_age, policies_publishing, queue_state
 from pushsvc.settings import Settings
 from pushsvc.store.db import Database
 

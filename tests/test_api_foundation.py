@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from pushsvc.subscriptions import importing
 from pushsvc.api.openapi import openapi_document
 from pushsvc.core.identifiers import uscc_check_char
+from pushsvc.subscriptions import importing
 from tests.conftest import ADMIN, Api, eventually
 
 USCC = "91350100M000100Y43"

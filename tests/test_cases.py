@@ -22,6 +22,7 @@ from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.workdays import add_working_days, working_days_between
 from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
 from pushsvc.dev.stubs.smtp_sink import SmtpSink
+from pushsvc.i18n import words
 from pushsvc.services import open_services
 from pushsvc.settings import Settings
 from pushsvc.store.schema import case_notifications, cases
@@ -130,7 +131,7 @@ async def test_cases_api_state_machine_and_page(api: Api, settings_env: dict[str
     token = case["page_url"].rsplit("/c/", 1)[1]
     status, html = await api.call("GET", f"/c/{token}")
     assert status == 200 and "张*三" in html and "张小三" not in html and "个体工商户设立登记" in html
-    assert LABELS["zh-CN"]["supplement_required"] in html and "身份证复印件" in html and 'name="viewport"' in html
+    assert words("zh-CN").gettext(LABELS["supplement_required"]) in html and "身份证复印件" in html and 'name="viewport"' in html
     assert case["due_on"] in html
     for bad in (token[:-2] + "xx", "garbage", token.replace(".", "")):
         status, html = await api.call("GET", f"/c/{bad}")
@@ -256,11 +257,11 @@ async def test_two_workers_200_cases_in_order_once(api: Api, workers: Workers, g
     await eventually(all_arrived, timeout=90, interval=0.5)
     await asyncio.sleep(1.0)  # anything sent twice would show up now
     received: dict[str, list[str]] = {}
-    words = {LABELS["zh-CN"][s]: s for s, _ in JOURNEY}
+    labels = {words("zh-CN").gettext(LABELS[s]): s for s, _ in JOURNEY}
     for m in await _stub_messages(api, gateway):
         assert len(m["numbers"]) == 1
-        label = next(w for w in sorted(words, key=len, reverse=True) if w in m["text"])
-        received.setdefault(m["numbers"][0], []).append(words[label])
+        label = next(w for w in sorted(labels, key=len, reverse=True) if w in m["text"])
+        received.setdefault(m["numbers"][0], []).append(labels[label])
     expected = [s for s, _ in JOURNEY]
     wrong = {number: got for number, got in received.items() if got != expected}
     assert len(received) == n and not wrong, [(k, v) for k, v in wrong.items()][:3]

@@ -8,15 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pushsvc.core.catalogue import (
-    PILOT_DOMAINS,
-    Attribute,
-    Catalogue,
-    CatalogueError,
-    Choice,
-    Label,
-    load_catalogue,
-)
+from pushsvc.core.catalogue import PILOT_DOMAINS, Attribute, Catalogue, CatalogueError, Choice, Label, load_catalogue
 from pushsvc.core.errors import FieldError
 
 AUDIENCES = Path(__file__).resolve().parents[1] / "audiences"

@@ -9,10 +9,10 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from pushsvc.channels.base import Outcome
 from pushsvc.core.charts import Group, Series, bar_groups, stacked_columns
 from pushsvc.core.errors import ValidationFailed
 from pushsvc.core.figures import failure_reason, parse_period, percentile
+from pushsvc.core.messages import Outcome
 from pushsvc.core.retry import ledger_update
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -25,14 +25,7 @@ from pushsvc.store.deliveries import stale_work
 from pushsvc.store.schema import deliveries
 from tests.conftest import Api
 from tests.test_api_foundation import POLICY
-from tests.test_lifecycle import (  # noqa: F401
-    gateway,
-    services_for,
-    settings_env,
-    stub_messages,
-    subscriber,
-    svc,
-)
+from tests.test_lifecycle import gateway, services_for, settings_env, stub_messages, subscriber, svc  # noqa: F401
 
 TITLES = ["关于稳岗扩岗的若干措施", "关于小微企业社保补贴的通知", "关于创业担保贷款贴息的办法"]
 

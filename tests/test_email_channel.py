@@ -21,8 +21,8 @@ from aiosmtpd.controller import Controller
 
 from pushsvc.channels import CHANNELS, build_channels
 from pushsvc.channels import email as email_channel
-from pushsvc.channels.base import PolicyMessage, Recipient
 from pushsvc.channels.email import EmailChannel, envelope_address
+from pushsvc.core.messages import PolicyMessage, Recipient
 from pushsvc.core.qr import qr_png
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.tokens import TokenSigner, read_unsubscribe_token

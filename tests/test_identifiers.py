@@ -6,6 +6,7 @@ import pytest
 
 from pushsvc.core.identifiers import (
     USCC_ALPHABET,
+    ascii_email,
     check_uscc,
     mask_email,
     mask_phone,
@@ -145,6 +146,9 @@ def test_phone_must_be_a_string() -> None:
         ("a@例子.中国", "a@例子.中国"),
         ("a@xn--fsqu00a.xn--fiqs8s", "a@xn--fsqu00a.xn--fiqs8s"),
         ("a@EXAMPLE.Co.Uk", "a@example.co.uk"),
+        ("a@ＥＸＡＭＰＬＥ。com", "a@example.com"),  # full-width letters and the ideographic full stop
+        ("delivered@simulator.pushsvc.invalid", "delivered@simulator.pushsvc.invalid"),  # special-use names too
+        ("qa@staging.test", "qa@staging.test"),
     ],
 )
 def test_good_addresses(raw: str, expected: str) -> None:
@@ -174,11 +178,24 @@ def test_good_addresses(raw: str, expected: str) -> None:
         ("a@" + "x" * 64 + ".com", "63"),
         ("a" * 65 + "@example.com", "before @"),
         ("a@" + "abcdefghij." * 25 + "com", "254"),
+        ("用户@example.com", "ASCII"),  # no SMTPUTF8 in our envelopes
+        ('"a b"@example.com', "spaces"),
+        ('"ab"@example.com', "before @"),  # no quoted local parts
+        ("a@[192.0.2.1]", "letters, digits or hyphens"),
+        ("a@xn--abc.com", "internationalised"),
     ],
 )
 def test_bad_addresses(raw: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         normalise_email(raw)
+
+
+def test_the_ascii_form_puts_an_idn_domain_in_punycode() -> None:
+    assert ascii_email(" a@例子.中国 ") == "a@xn--fsqu00a.xn--fiqs8s"
+    assert ascii_email("a@Bücher.DE") == "a@xn--bcher-kva.de"
+    assert ascii_email("Alice@Example.com") == "Alice@example.com"
+    with pytest.raises(ValueError, match="one @"):
+        ascii_email("alice")
 
 
 # ----------------------------------------------------------------------------- masks

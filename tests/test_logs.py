@@ -17,13 +17,7 @@ import aiohttp
 import pytest
 
 from pushsvc.dev.stubs.smtp_sink import SmtpSink
-from pushsvc.logs import (
-    JsonFormatter,
-    TextFormatter,
-    accepted_request_id,
-    log_context,
-    mask_contacts,
-)
+from pushsvc.logs import JsonFormatter, TextFormatter, accepted_request_id, log_context, mask_contacts
 from pushsvc.settings import REPO_ROOT
 from tests.conftest import Api, Workers, eventually
 from tests.test_api_foundation import POLICY

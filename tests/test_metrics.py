@@ -62,8 +62,8 @@ async def test_metrics_show_a_fanout_done_by_a_worker(api: Api, workers: Workers
     assert status == 200
 
     m = await scrape(api)
-    assert value(m, "pushsvc_deliveries_total", channel="email", outcome="sent") == 19
-    assert value(m, "pushsvc_deliveries_total", channel="email", outcome="failed") == 1
+    assert value(m, "pushsvc_deliveries_total", kind="policy", channel="email", outcome="sent") == 19
+    assert value(m, "pushsvc_deliveries_total", kind="policy", channel="email", outcome="failed") == 1
     assert (value(m, "pushsvc_delivery_retries_total", channel="email") or 0) >= 1
     assert value(m, "pushsvc_receipts_total", channel="sms", result="unknown") == 1
     assert (value(m, "pushsvc_fanout_seconds_count") or 0) >= 1

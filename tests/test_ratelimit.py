@@ -12,8 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from pushsvc.ratelimit import ProviderPace, Rate, RateLimiter, Reservation
+from pushsvc.redis_keys import rate_limits
 
 PER_MINUTE = Rate(20, 60.0)
+ROBOTS = rate_limits("robots")
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def at_most_per_window(slots: list[float], rate: Rate) -> bool:
 
 
 async def test_twenty_a_minute_then_each_waits_for_its_slot(redis: Redis) -> None:
-    limiter = RateLimiter(redis)
+    limiter = RateLimiter(redis, ROBOTS)
     slots: list[float] = []
     reservations = []
     for _ in range(45):
@@ -46,23 +48,23 @@ async def test_twenty_a_minute_then_each_waits_for_its_slot(redis: Redis) -> Non
 
 
 async def test_a_slot_too_far_off_is_not_taken(redis: Redis) -> None:
-    limiter = RateLimiter(redis)
+    limiter = RateLimiter(redis, ROBOTS)
     granted = [await limiter.reserve("robot-b", PER_MINUTE) for _ in range(20)]
     assert all(r.granted and r.wait < 1 for r in granted)
     refused = [await limiter.reserve("robot-b", PER_MINUTE, max_wait=30) for _ in range(5)]
     assert not any(r.granted for r in refused)
     assert all(59 <= r.wait <= 61 for r in refused)  # when the next slot opens
-    assert await redis.llen("ratelimit:robot-b") == 20  # refusals took nothing
+    assert await redis.llen(f"{ROBOTS}:robot-b") == 20  # refusals took nothing
     # Another key has its own pace.
     assert (await limiter.reserve("robot-c", PER_MINUTE)).granted
     # The slots expire with their window: no key is left behind for ever.
-    assert 0 < await redis.pttl("ratelimit:robot-b") <= 61_000
+    assert 0 < await redis.pttl(f"{ROBOTS}:robot-b") <= 61_000
 
 
 async def test_many_clients_at_once_share_one_limit(redis_url: str) -> None:
     clients = [Redis.from_url(redis_url) for _ in range(4)]
     try:
-        limiters = [RateLimiter(c) for c in clients]
+        limiters = [RateLimiter(c, ROBOTS) for c in clients]
         results = await asyncio.gather(
             *(limiters[i % 4].reserve("robot-d", PER_MINUTE, max_wait=0) for i in range(100))
         )
@@ -73,7 +75,7 @@ async def test_many_clients_at_once_share_one_limit(redis_url: str) -> None:
 
 
 async def test_acquire_sleeps_until_the_slot(redis: Redis) -> None:
-    limiter = RateLimiter(redis, namespace="t")
+    limiter = RateLimiter(redis, rate_limits("t"))
     rate = Rate(3, 0.5)
     began = time.monotonic()
     for _ in range(4):

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from pushsvc.channels import CHANNELS
-from pushsvc.channels.base import Recipient
 from pushsvc.channels.email import EmailChannel
+from pushsvc.core.messages import Recipient
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.tokens import TokenSigner
 from pushsvc.policies.messages import load_message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-from pushsvc.channels.base import Outcome
+from pushsvc.core.messages import Outcome
 from pushsvc.core.quiet_hours import parse_span, quiet_until
 from pushsvc.core.retry import backoff_seconds, ledger_update
 

@@ -26,15 +26,11 @@ from pushsvc.app import build_app
 from pushsvc.channels.email import EmailChannel
 from pushsvc.channels.sms import SmsChannel
 from pushsvc.core.clock import now
+from pushsvc.core.messages import ManageLinkMessage
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.tokens import TokenSigner
-from pushsvc.core.verification import (
-    CONFIRM_TTL,
-    ContactKeys,
-    confirm_token,
-    manage_token,
-)
+from pushsvc.core.verification import CONFIRM_TTL, ContactKeys, confirm_token, manage_token
 from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
 from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from pushsvc.http.access_log import masked_path
@@ -42,7 +38,6 @@ from pushsvc.settings import REPO_ROOT, Settings
 from pushsvc.store.db import Database
 from pushsvc.store.schema import consents, deliveries, subscriber_channels, subscribers
 from pushsvc.store.self_service import purge_unconfirmed
-from pushsvc.subscriptions.self_service import ManageLinkMessage
 from tests.conftest import SECRET, Api, Workers, eventually
 from tests.test_api_foundation import POLICY
 from tests.test_sms import SMS_SECRET, gateway, settings_env  # noqa: F401  (the SMS stub, no quiet hours)

@@ -7,18 +7,14 @@ import time
 
 import pytest
 
-from pushsvc.channels.sms import check_sms_parts, signature_valid, signed_headers
+from pushsvc.channels.base import Channel
+from pushsvc.channels.sms import SmsChannel, signature_valid, signed_headers
 from pushsvc.core.errors import ValidationFailed
 from pushsvc.core.models import PolicyIn
 from pushsvc.core.rendering import Renderer
-from pushsvc.core.sms_text import (
-    SmsText,
-    assemble,
-    length_units,
-    max_units,
-    one_line,
-    parts_for,
-)
+from pushsvc.core.sms_text import SmsText, assemble, length_units, max_units, one_line, parts_for
+from pushsvc.core.tokens import TokenSigner
+from pushsvc.policies.rules import check_sms_parts
 from pushsvc.settings import Settings
 from tests.test_api_foundation import POLICY
 
@@ -67,36 +63,41 @@ def sms_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
+def _channels(settings: Settings) -> dict[str, Channel]:
+    """The SMS channel, unstarted: the check only asks it how long a text is."""
+    return {SmsChannel.name: SmsChannel(settings, Renderer(settings.templates_dir), TokenSigner(settings.secret_key))}
+
+
 def _policy(**changes: object) -> PolicyIn:
     return PolicyIn.model_validate({**POLICY, "channels": ["email", "sms"], **changes})
 
 
 def test_publish_check_names_summary_or_title(sms_settings: Settings) -> None:
-    renderer = Renderer(sms_settings.templates_dir)
-    check_sms_parts(sms_settings, renderer, _policy(), "市人社局")  # fits
-    check_sms_parts(sms_settings, renderer, _policy(summary="长" * 1000, channels=["email"]), "市人社局")  # no SMS
+    channels = _channels(sms_settings)
+    check_sms_parts(channels, sms_settings, _policy(), "市人社局")  # fits
+    check_sms_parts(channels, sms_settings, _policy(summary="长" * 1000, channels=["email"]), "市人社局")  # no SMS
     with pytest.raises(ValidationFailed) as too_long:
-        check_sms_parts(sms_settings, renderer, _policy(summary="长" * 300), "市人社局")
+        check_sms_parts(channels, sms_settings, _policy(summary="长" * 300), "市人社局")
     [error] = too_long.value.errors
     assert error.field == "summary" and "parts" in error.message
     with pytest.raises(ValidationFailed) as title:
-        check_sms_parts(sms_settings, renderer, _policy(title="题" * 290), "市人社局")
+        check_sms_parts(channels, sms_settings, _policy(title="题" * 290), "市人社局")
     assert title.value.errors[0].field == "title"
 
 
 def test_publish_check_at_the_boundary(sms_settings: Settings) -> None:
     """The longest summary that fits 4 parts passes; one character more is refused."""
-    renderer = Renderer(sms_settings.templates_dir)
+    channels = _channels(sms_settings)
     lo, hi = 1, 400
     while lo < hi:  # the largest summary length accepted in every locale
         mid = (lo + hi + 1) // 2
         try:
-            check_sms_parts(sms_settings, renderer, _policy(summary="长" * mid), "市人社局")
+            check_sms_parts(channels, sms_settings, _policy(summary="长" * mid), "市人社局")
             lo = mid
         except ValidationFailed:
             hi = mid - 1
     with pytest.raises(ValidationFailed) as exc:
-        check_sms_parts(sms_settings, renderer, _policy(summary="长" * (lo + 1)), "市人社局")
+        check_sms_parts(channels, sms_settings, _policy(summary="长" * (lo + 1)), "市人社局")
     assert "269 characters in 5 parts" in exc.value.errors[0].message
 
 

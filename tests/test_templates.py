@@ -15,11 +15,11 @@ from typing import Any, get_args
 
 import pytest
 
-from pushsvc.channels.base import PolicyMessage
 from pushsvc.channels.email import EmailChannel
 from pushsvc.channels.sms import SmsChannel
 from pushsvc.channels.wechat.channel import WechatChannel
 from pushsvc.channels.wechat.template import parse_fields
+from pushsvc.core.messages import PolicyMessage
 from pushsvc.core.models import Locale
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.rendering import DEFAULT_LOCALE, Renderer, RenderError

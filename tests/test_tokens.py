@@ -5,12 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from pushsvc.core.tokens import (
-    BadToken,
-    TokenSigner,
-    read_unsubscribe_token,
-    unsubscribe_token,
-)
+from pushsvc.core.tokens import BadToken, TokenSigner, read_unsubscribe_token, unsubscribe_token
 
 SECRET = "s" * 32
 

@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pushsvc.channels.base import PolicyMessage, Recipient
 from pushsvc.channels.wechat import WechatChannel, robot
 from pushsvc.core.identifiers import uscc_check_char
+from pushsvc.core.messages import PolicyMessage, Recipient
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.tokens import TokenSigner
 from pushsvc.dev.stubs.wechat import WechatStub

@@ -1,5 +1,6 @@
-"""The job functions arq runs. Each only unpacks its context and calls the delivery code; `traced`
-puts the job's id and its request's id on every log line it writes."""
+"""The job functions arq runs, named by the registry (pushsvc.jobs). Each only unpacks its context
+and calls the feature's code; the worker wraps each in `traced` (pushsvc.logs), which puts the
+job's id and its request's id on every log line it writes."""
 
 from __future__ import annotations
 
@@ -15,14 +16,11 @@ from pushsvc.delivery.deliver import run_deliver
 from pushsvc.delivery.digest import run_digest
 from pushsvc.delivery.fanout import run_fanout
 from pushsvc.delivery.sweeper import run_sweep
-from pushsvc.logs import traced
 from pushsvc.metrics import observe_fanout
 from pushsvc.policies.lifecycle import run_lapse, run_notify
+from pushsvc.policies.messages import load_message
 from pushsvc.services import Services
-from pushsvc.subscriptions.self_service import (
-    run_purge_unconfirmed,
-    run_self_service_send,
-)
+from pushsvc.subscriptions.self_service import run_purge_unconfirmed, run_self_service_send
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +29,6 @@ def _svc(ctx: dict[str, Any]) -> Services:
     return ctx["svc"]
 
 
-@traced
 async def fanout(ctx: dict[str, Any], policy_id: int) -> None:
     began = time.monotonic()
     await run_fanout(_svc(ctx), policy_id)
@@ -40,34 +37,28 @@ async def fanout(ctx: dict[str, Any], policy_id: int) -> None:
     await observe_fanout(_svc(ctx).redis, seconds)
 
 
-@traced
 async def deliver(ctx: dict[str, Any], policy_id: int, channel: str, lo: int, hi: int, notice: int = 0) -> None:
-    retry_in = await run_deliver(_svc(ctx), policy_id, channel, lo, hi, notice)
+    retry_in = await run_deliver(_svc(ctx), load_message, policy_id, channel, lo, hi, notice)
     if retry_in is not None:
         raise Retry(defer=retry_in)
 
 
-@traced
 async def notify(ctx: dict[str, Any], policy_id: int, notice: int) -> int:
     return await run_notify(_svc(ctx), policy_id, notice)
 
 
-@traced
 async def digest(ctx: dict[str, Any]) -> int:
     return await run_digest(_svc(ctx))
 
 
-@traced
 async def lapse(ctx: dict[str, Any]) -> int:
     return await run_lapse(_svc(ctx))
 
 
-@traced
 async def sweep(ctx: dict[str, Any]) -> int:
     return await run_sweep(_svc(ctx))
 
 
-@traced
 async def case_send(ctx: dict[str, Any], case_id: int) -> None:
     """One case whose next notification waited for a retry (the dispatcher sends the rest)."""
     retry_in = (await send_cases(_svc(ctx), [case_id])).get(case_id)
@@ -75,17 +66,14 @@ async def case_send(ctx: dict[str, Any], case_id: int) -> None:
         raise Retry(defer=retry_in)
 
 
-@traced
 async def case_sweep(ctx: dict[str, Any]) -> int:
     return await run_case_sweep(_svc(ctx))
 
 
-@traced
 async def case_alerts(ctx: dict[str, Any]) -> int:
     return await run_case_alerts(_svc(ctx))
 
 
-@traced
 async def self_service_send(ctx: dict[str, Any], kind: str, subscriber_id: int, via: str) -> None:
     """A confirmation or manage link (or code) someone asked for on the public pages."""
     retry_in = await run_self_service_send(_svc(ctx), kind, subscriber_id, via, ctx["job_try"])  # type: ignore[arg-type]
@@ -93,6 +81,5 @@ async def self_service_send(ctx: dict[str, Any], kind: str, subscriber_id: int, 
         raise Retry(defer=retry_in)
 
 
-@traced
 async def purge_unconfirmed(ctx: dict[str, Any]) -> int:
     return await run_purge_unconfirmed(_svc(ctx))

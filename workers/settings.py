@@ -1,8 +1,12 @@
-"""How a pushsvc worker is configured: which jobs, their timeouts, the sweeper's schedule."""
+"""How a pushsvc worker is configured: the jobs and crons of the registry (pushsvc.jobs) with their
+functions, the services they share, the case dispatcher each worker runs."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import cron
@@ -10,10 +14,22 @@ from arq.worker import Worker, func
 
 from pushsvc.cases.dispatcher import run_dispatcher
 from pushsvc.channels import build_channels
-from pushsvc.jobs import job_deserializer, job_serializer
+from pushsvc.jobs import CRONS, JOBS, job_deserializer, job_serializer
+from pushsvc.logs import traced
 from pushsvc.services import open_services, redis_settings
 from pushsvc.settings import Settings
-from workers import jobs
+
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+def job_function(path: str) -> JobFunction:
+    """The async function a registry entry names ("module:attribute"), traced: its log lines carry
+    the job's id and the id of the request that enqueued it."""
+    module, _, name = path.partition(":")
+    function = getattr(importlib.import_module(module), name)
+    if not inspect.iscoroutinefunction(function):
+        raise TypeError(f"job function {path} is not an async function")
+    return traced(function)
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -36,29 +52,15 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         if "svc" in ctx:
             await ctx["svc"].close()
 
-    every = settings.sweep_every_seconds
     return {
-        # An explicit, short timeout on every job: it is also how long a killed worker's job waits
-        # before arq runs it again. The ledger bounds a delivery's attempts, not arq's max_tries.
+        # Every job has the one timeout (pushsvc.jobs says why it is short).
         "functions": [
-            func(jobs.fanout, timeout=timeout, max_tries=1000),
-            func(jobs.deliver, timeout=timeout, max_tries=1000),
-            func(jobs.notify, timeout=timeout, max_tries=1000),
-            func(jobs.case_send, timeout=timeout, max_tries=1000),
-            # Someone waits at the page for it: a few quick tries, then they ask again.
-            func(jobs.self_service_send, timeout=timeout, max_tries=5),
+            func(job_function(job.function), name=job.name, timeout=timeout, max_tries=job.max_tries) for job in JOBS
         ],
         "cron_jobs": [
-            cron(jobs.sweep, second=set(range(0, 60, every)), timeout=timeout, run_at_startup=True, unique=True),
-            cron(jobs.case_sweep, second=set(range(0, 60, every)), timeout=timeout, run_at_startup=True, unique=True),
-            # Alerts are once a case: the run only has to notice within minutes.
-            cron(jobs.case_alerts, minute=set(range(0, 60, 5)), second=0, timeout=timeout, unique=True),
-            # Both act only once their local time has come (the digest time, the day after
-            # expires_on); running every few minutes also picks up digests that waited for the
-            # end of quiet hours or a retry.
-            cron(jobs.digest, minute=set(range(0, 60, 5)), second=30, timeout=timeout, unique=True),
-            cron(jobs.lapse, minute=set(range(2, 60, 5)), second=0, timeout=timeout, unique=True),
-            cron(jobs.purge_unconfirmed, minute=17, second=0, timeout=timeout, unique=True),
+            cron(job_function(c.function), name=f"cron:{c.name}", timeout=timeout, run_at_startup=c.run_at_startup,
+                 unique=True, **c.schedule(settings))
+            for c in CRONS
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

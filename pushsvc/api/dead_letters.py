@@ -4,8 +4,6 @@ trying again can help; and trying the temporary failures of a policy again."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 from aiohttp import web
@@ -13,9 +11,9 @@ from pydantic import BaseModel, Field
 
 from pushsvc.api.policies import CHANNELS, own_policy
 from pushsvc.api.reports import DEPARTMENT_ID, department_scope
-from pushsvc.core.clock import now
 from pushsvc.core.errors import FieldError
 from pushsvc.core.figures import failure_reason
+from pushsvc.delivery.retry_failed import retry_failed as retry_failed_deliveries
 from pushsvc.http.auth import caller
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import (
@@ -29,13 +27,7 @@ from pushsvc.http.routing import (
     next_cursor,
     services,
 )
-from pushsvc.jobs import enqueue_deliver_ranges
-from pushsvc.services import Services
-from pushsvc.store.dead_letters import (
-    department_deliveries,
-    failed_count,
-    requeue_temporary,
-)
+from pushsvc.store.dead_letters import department_deliveries
 from pushsvc.store.policies import STATUSES
 
 log = logging.getLogger(__name__)
@@ -94,25 +86,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @endpoint("POST", "/v1/policies/{id}/retry-failed", summary="Send the policy's temporary failures again (permanent ones stay failed)",
           tag="deliveries", auth="department_or_admin", response=RetryFailedOut, status=202, errors=(401, 404))
 async def retry_failed(request: web.Request) -> web.Response:
-    svc = services(request)
     policy = await own_policy(request)
-    at = now()
-    async with svc.db.write() as conn:
-        requeued = await requeue_temporary(conn, policy["id"], at)
-        left = await failed_count(conn, policy["id"])
-    try:
-        await _enqueue(svc, policy["id"], requeued, at)
-    except Exception:
-        # The rows are queued in the database: the sweeper enqueues them once Redis is back.
-        log.warning("policy %s: %d deliveries requeued but not enqueued now", policy["id"], len(requeued), exc_info=True)
-    by_channel = Counter(channel for _, channel, _ in requeued)
-    return json_response(RetryFailedOut(requeued=len(requeued), by_channel=dict(by_channel), still_failed=left), status=202)
-
-
-async def _enqueue(svc: Services, policy_id: int, requeued: list[tuple[int, str, int]], at: datetime) -> None:
-    async def rows() -> AsyncIterator[tuple[int, int, str, int]]:
-        for notice, channel, sid in requeued:  # sorted, as enqueue_deliver_ranges needs them
-            yield policy_id, notice, channel, sid
-
-    tag = f"retry{int(at.timestamp() * 1000)}"
-    await enqueue_deliver_ranges(svc.redis, rows(), svc.settings.fanout_batch_size, tag)
+    done = await retry_failed_deliveries(services(request), policy["id"])
+    return json_response(RetryFailedOut(requeued=done.total, by_channel=done.by_channel,
+                                        still_failed=done.still_failed), status=202)

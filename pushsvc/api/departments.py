@@ -7,13 +7,7 @@ from aiohttp import web
 from pushsvc.core.errors import FieldError
 from pushsvc.core.models import DepartmentIn, DepartmentOut
 from pushsvc.http.problems import Problem, invalid
-from pushsvc.http.routing import (
-    endpoint,
-    json_body,
-    json_response,
-    parse_model,
-    services,
-)
+from pushsvc.http.routing import endpoint, json_body, json_response, parse_model, services
 from pushsvc.store.departments import DuplicateDepartment, create_department
 
 

@@ -11,12 +11,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
@@ -25,14 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pushsvc.core.clock import now
 from pushsvc.http.metrics import REGISTRY
 from pushsvc.http.routing import endpoint, services
-from pushsvc.metrics import (
-    FANOUT,
-    FANOUT_HELP,
-    oldest_queued_age,
-    policies_publishing,
-    queue_state,
-    read_shared,
-)
+from pushsvc.metrics import FANOUT, FANOUT_HELP, oldest_queued_age, policies_publishing, queue_state, read_shared
 from pushsvc.services import Services
 
 log = logging.getLogger(__name__)

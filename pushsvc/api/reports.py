@@ -7,21 +7,11 @@ from aiohttp import web
 
 from pushsvc.core.clock import now
 from pushsvc.core.errors import FieldError
-from pushsvc.core.figures import (
-    DepartmentReport,
-    parse_period,
-)
+from pushsvc.core.figures import DepartmentReport, parse_period
 from pushsvc.core.quiet_hours import local_date
 from pushsvc.http.auth import Caller, caller
 from pushsvc.http.problems import Problem
-from pushsvc.http.routing import (
-    Param,
-    endpoint,
-    file_response,
-    int_param,
-    json_response,
-    services,
-)
+from pushsvc.http.routing import Param, endpoint, file_response, int_param, json_response, services
 from pushsvc.reports.department import department_report as build_department_report
 from pushsvc.reports.spreadsheet import csv_filename, report_csv
 

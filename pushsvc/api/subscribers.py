@@ -8,31 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from pushsvc.channels import CHANNEL_CONTACTS
-from pushsvc.core.errors import FieldError
-from pushsvc.core.models import (
-    ImportResult,
-    QuietHours,
-    SubscriberIn,
-    SubscriberOut,
-    WechatContact,
-)
-from pushsvc.core.subscribers import validate_subscriber
+from pushsvc.core.models import ImportResult, QuietHours, SubscriberIn, SubscriberOut, WechatContact
 from pushsvc.http.auth import caller
-from pushsvc.http.problems import Problem, invalid
-from pushsvc.http.routing import (
-    endpoint,
-    json_body,
-    json_response,
-    path_id,
-    read_body,
-    services,
-)
-from pushsvc.store.subscribers import (
-    IDENTITY_PATHS,
-    find_duplicates,
-    insert_subscribers,
-    load_subscriber,
-)
+from pushsvc.http.problems import Problem
+from pushsvc.http.routing import endpoint, json_body, json_response, path_id, read_body, services
+from pushsvc.subscriptions import subscribers
 from pushsvc.subscriptions.importing import import_csv
 
 
@@ -68,33 +48,16 @@ def subscriber_out(row: dict[str, Any]) -> SubscriberOut:
           tag="subscribers", auth="department_or_admin", body=SubscriberIn, response=SubscriberOut, status=201,
           errors=(400, 401, 409, 413, 422))
 async def post_subscriber(request: web.Request) -> web.Response:
-    svc = services(request)
     who = caller(request)
-    sub, errors = validate_subscriber(await json_body(request), svc.catalogue, CHANNEL_CONTACTS, svc.settings.webhook_origins)
-    if sub is None:
-        raise invalid(errors)
-    async with svc.db.write() as conn:
-        existing = await find_duplicates(conn, [sub])
-        if existing:
-            conflicts = [FieldError(IDENTITY_PATHS[f], f"already belongs to subscriber {sid}") for (f, _), sid in existing.items()]
-            raise Problem(409, "a subscriber with this contact exists", conflicts,
-                          existing_id=next(iter(existing.values())))
-        [sid] = await insert_subscribers(conn, [sub], status="active", source=who.source, department_id=who.department_id)
-        row = await load_subscriber(conn, sid)
-    assert row is not None
+    row = await subscribers.create(services(request), await json_body(request), source=who.source,
+                                   department_id=who.department_id)
     return json_response(subscriber_out(row), status=201)
 
 
 @endpoint("GET", "/v1/subscribers/{id}", summary="Read a subscriber", tag="subscribers",
           auth="department_or_admin", response=SubscriberOut, errors=(401, 404))
 async def get_subscriber(request: web.Request) -> web.Response:
-    svc = services(request)
-    who = caller(request)
-    async with svc.db.read() as conn:
-        row = await load_subscriber(conn, path_id(request))
-    # A department sees the subscribers it created; their contacts are not its to browse otherwise.
-    if row is None or row["status"] == "erased" or (not who.is_admin and row["department_id"] != who.department_id):
-        raise Problem(404, "no such subscriber")
+    row = await subscribers.read(services(request), path_id(request), department_id=caller(request).department_id)
     return json_response(subscriber_out(row))
 
 

@@ -7,13 +7,12 @@ import math
 from datetime import date
 from typing import Any
 
-from pushsvc.cases.messages import CaseAlertMessage, urls
-from pushsvc.channels.base import Recipient
-from pushsvc.core.case_states import labels
+from pushsvc.cases.messages import status_labels, urls
 from pushsvc.core.clock import now
+from pushsvc.core.messages import CaseAlertMessage, Recipient
 from pushsvc.core.quiet_hours import local_date
-from pushsvc.core.rendering import RenderError
 from pushsvc.core.workdays import working_days_between
+from pushsvc.delivery.send import Row, SendStep
 from pushsvc.services import Services
 from pushsvc.store.cases import alert_candidates, case_with_department, mark_alerted
 
@@ -60,22 +59,19 @@ async def _tell_department(svc: Services, case: dict[str, Any], elapsed: int) ->
     page, short = urls(svc.settings.public_url, case)
     message = CaseAlertMessage(
         case_id=case["id"], title=case["service_item"], case_no=case["case_no"], department=case["department"],
-        status_label=labels(case["status"]), time_limit_days=case["time_limit_days"], elapsed_days=elapsed,
+        status_label=status_labels(case["status"]), time_limit_days=case["time_limit_days"], elapsed_days=elapsed,
         due_on=case["due_on"],
         page_url=page, short_url=short,
     )
-    channel = svc.channels.get("email")
-    if channel is None:
+    if "email" not in svc.channels:
         log.error("case alerts need the e-mail channel")
         return False
     recipient = Recipient(delivery_id=0, subscriber_id=0, name=case["department"], locale="zh-CN",
                           email=case["contact_email"])
-    try:
-        outcome = (await channel.send(message, [recipient]))[0]
-    except RenderError as exc:
-        log.error("case alert for %s: %s", case["case_no"], exc)
-        return True  # our template is wrong: alerting again cannot help
-    if outcome.status == "failed":
-        log.error("case alert for %s could not be e-mailed: %s", case["case_no"], outcome.error)
+    step = SendStep(svc, "alert")  # no ledger: the case's alert mark is its record
+    [result] = await step.send("email", message, [recipient], {0: (Row(0, 1),)})
+    await step.count()
+    if result.status == "failed":  # a refused address, or our template is wrong: alerting again cannot help
+        log.error("case alert for %s could not be e-mailed: %s", case["case_no"], result.outcome.error)
         return True
-    return outcome.status == "sent"
+    return result.status == "sent"

@@ -26,11 +26,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from pushsvc.cases.messages import CaseMessage, case_message
-from pushsvc.channels.base import Outcome, Recipient
+from pushsvc import redis_keys
+from pushsvc.cases.messages import case_message
 from pushsvc.core.clock import now
-from pushsvc.core.rendering import RenderError
-from pushsvc.core.retry import ledger_update
+from pushsvc.core.messages import CaseMessage, Recipient
+from pushsvc.delivery.send import Row, SendStep
 from pushsvc.jobs import enqueue_case_send
 from pushsvc.services import Services
 from pushsvc.store.cases import (
@@ -44,20 +44,19 @@ from pushsvc.store.cases import (
 )
 
 log = logging.getLogger(__name__)
-DUE = "pushsvc:cases:due"  # ids of cases with something to send, oldest first (duplicates are harmless)
 
 
 async def push_due(redis: Redis, case_ids: Sequence[int]) -> None:
     if case_ids:
-        await redis.rpush(DUE, *case_ids)
+        await redis.rpush(redis_keys.CASES_DUE, *case_ids)
 
 
 async def pop_due(redis: Redis, batch: int, wait: float) -> list[int]:
     """Up to `batch` distinct case ids, waiting up to `wait` seconds for the first."""
-    first = await redis.blpop([DUE], timeout=wait)
+    first = await redis.blpop([redis_keys.CASES_DUE], timeout=wait)
     if first is None:
         return []
-    more = await redis.lpop(DUE, batch - 1) if batch > 1 else None
+    more = await redis.lpop(redis_keys.CASES_DUE, batch - 1) if batch > 1 else None
     return list(dict.fromkeys(int(x) for x in [first[1], *(more or [])]))
 
 
@@ -101,16 +100,16 @@ async def send_cases(svc: Services, case_ids: Sequence[int]) -> dict[int, float]
             claimed = await claim_cases(conn, ids, owner, at, at + timedelta(seconds=lease_seconds(svc)))
         if not claimed:
             break
-        done: list[dict[str, Any]] = []
+        step = SendStep(svc, "case", write_notification_outcomes)
         try:
             async with svc.db.read() as conn:  # the leases are ours: no need to hold the write lock to read
                 pending = await pending_notifications(conn, claimed)
                 cases = await cases_with_department(conn, {row["case_id"] for row in pending})
-            await _send_cases(svc, cases, pending, at, deadline, done)
+            await _send_cases(step, cases, pending, at, deadline)
         finally:
             # Recorded even when the job is being cancelled: a message sent but not recorded would
             # go out a second time (and after later ones).
-            ids, later = await asyncio.shield(_finish(svc, claimed, owner, done))
+            ids, later = await asyncio.shield(_finish(svc, claimed, owner, step))
         for case_id, due in later.items():
             waiting[case_id] = max(0.0, (due - now()).total_seconds())
         if loop.time() > deadline:
@@ -120,28 +119,29 @@ async def send_cases(svc: Services, case_ids: Sequence[int]) -> dict[int, float]
 
 
 async def _finish(svc: Services, case_ids: list[int], owner: str,
-                  updates: list[dict[str, Any]]) -> tuple[list[int], dict[int, datetime]]:
+                  step: SendStep) -> tuple[list[int], dict[int, datetime]]:
     """Record outcomes and release the leases, then look for work again (see the module doc)."""
     async with svc.db.write() as conn:
-        await write_notification_outcomes(conn, updates)
+        await step.write(conn)
         await release_cases(conn, case_ids, owner)
-        return await next_pending(conn, case_ids, now())
+        found = await next_pending(conn, case_ids, now())
+    await step.count()
+    return found
 
 
-async def _send_cases(svc: Services, cases: dict[int, dict[str, Any]], pending: list[dict[str, Any]],
-                      at: datetime, deadline: float, done: list[dict[str, Any]]) -> None:
-    """Per case and channel, in event order; appends each outcome's ledger update to `done` as it comes."""
+async def _send_cases(step: SendStep, cases: dict[int, dict[str, Any]], pending: list[dict[str, Any]],
+                      at: datetime, deadline: float) -> None:
+    """Per case and channel, in event order; `step` keeps each outcome's ledger update as it comes."""
     lanes: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for row in pending:  # already in event order
         lanes.setdefault((row["case_id"], row["channel"]), []).append(row)
     messages: dict[tuple[int, int], CaseMessage] = {}
     loop = asyncio.get_running_loop()
-    s = svc.settings
 
     def message(case: dict[str, Any], row: dict[str, Any]) -> CaseMessage:
         key = (case["id"], row["event_seq"])
         if key not in messages:
-            messages[key] = case_message(s.public_url, case, row)
+            messages[key] = case_message(step.svc.settings.public_url, case, row)
         return messages[key]
 
     async def lane(case: dict[str, Any], channel_name: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -150,11 +150,9 @@ async def _send_cases(svc: Services, cases: dict[int, dict[str, Any]], pending: 
                 return  # this one waits, and so does every later one on this channel
             if loop.time() > deadline:
                 return  # the next round goes on from here
-            outcome = await _send_one(svc, channel_name, message(case, row), _recipient(case, row["id"]))
-            update = ledger_update(outcome, row["attempts"] + 1, s.max_attempts, now(), s.retry_base_seconds,
-                                   s.retry_max_seconds)
-            done.append(update)
-            if update["new_status"] not in ("sent", "failed"):
+            [result] = await step.send(channel_name, message(case, row), [_recipient(case, row["id"])],
+                                       {row["id"]: (Row(row["id"], row["attempts"] + 1),)})
+            if result.status not in ("sent", "failed"):
                 return
 
     await asyncio.gather(*(lane(cases[case_id], channel, rows) for (case_id, channel), rows in lanes.items()))
@@ -165,17 +163,6 @@ def _recipient(case: dict[str, Any], notification_id: int) -> Recipient:
     return Recipient(delivery_id=notification_id, subscriber_id=0, name=case["applicant_name"],
                      locale=case["locale"], email=case["email"], phone=case["phone"],
                      wechat_openid=case["wechat_openid"])
-
-
-async def _send_one(svc: Services, channel_name: str, message: CaseMessage, recipient: Recipient) -> Outcome:
-    channel = svc.channels.get(channel_name)
-    if channel is None:
-        return Outcome(recipient.delivery_id, "failed", f"channel '{channel_name}' is not configured")
-    try:
-        return (await channel.send(message, [recipient]))[0]
-    except RenderError as exc:  # our template is wrong: sending again cannot help
-        log.error("case %s: %s", message.case_id, exc)
-        return Outcome(recipient.delivery_id, "failed", str(exc)[:500])
 
 
 async def run_case_sweep(svc: Services) -> int:

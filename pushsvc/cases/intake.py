@@ -15,19 +15,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pushsvc.cases.dispatcher import push_due
 from pushsvc.core.case_states import allowed_next, can_move
 from pushsvc.core.clock import now
-from pushsvc.core.errors import Conflict, FieldError, NotFound, Refused
-from pushsvc.core.models import CaseEventOut, CaseEventResult
+from pushsvc.core.errors import Conflict, FieldError, NotFound, Refused, ValidationFailed
+from pushsvc.core.models import CaseEventIn, CaseEventOut, CaseEventResult
 from pushsvc.services import Services
 from pushsvc.store.cases import events_by_id, lock_cases, store_events
 
 log = logging.getLogger(__name__)
+# A business system's clock may run a little ahead of ours; an event further in the future would
+# make every real event after it look old.
+FUTURE_SLACK = timedelta(minutes=5)
 MAX_GROUP = 500  # events per transaction: bounds its length and the parameters of its IN lists
+
+
+def checked_event(data: CaseEventIn) -> dict[str, Any]:
+    """The event as the intake takes it; ValidationFailed for what no case could accept."""
+    if data.occurred_at > now() + FUTURE_SLACK:
+        raise ValidationFailed([FieldError("occurred_at", "is in the future")])
+    if data.status == "supplement_required" and not (data.note or "").strip():
+        raise ValidationFailed([FieldError("note", "list the materials the applicant must supply")])
+    return {"event_id": data.event_id, "status": data.status, "occurred_at": data.occurred_at, "note": data.note}
 
 
 @dataclass

@@ -36,25 +36,21 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import aiosmtplib
 
-from pushsvc.channels.base import (
-    Channel,
-    HasContacts,
-    Message,
-    Outcome,
-    OutcomeStatus,
-    Recipient,
-)
-from pushsvc.core.identifiers import normalise_email
+from pushsvc.channels.base import Channel
+from pushsvc.core.clock import now
+from pushsvc.core.identifiers import ascii_email
+from pushsvc.core.messages import HasContacts, Message, Outcome, OutcomeStatus, Recipient
+from pushsvc.core.models import Locale
 from pushsvc.core.qr import qr_png
 from pushsvc.core.rendering import DEFAULT_LOCALE, Renderer
 from pushsvc.core.tokens import TokenSigner, unsubscribe_token
+from pushsvc.i18n import words
 from pushsvc.ratelimit import ProviderPace
 from pushsvc.settings import Settings
 
@@ -66,9 +62,6 @@ _ERROR_MAX = 500
 _B64_LINE = 76  # RFC 2045 line length for base64 bodies
 _ENCODED_WORD_BYTES = 45  # 45 bytes -> 60 base64 chars -> a 72-char encoded word (RFC 2047: <= 75)
 
-# The greeting for a subscriber without a name, per template locale (the templates fall back to zh-CN).
-_ANONYMOUS = {"zh-CN": "订阅用户", "zh-HK": "訂閱用戶", "en": "subscriber"}
-
 # atext and space: a display name made only of these needs neither quoting nor encoding ("=" and
 # "?" left out so it can't look like an encoded word). Other printable ASCII gets quoted.
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9 !#$%&'*+/^_`{|}~-]{1,900}")
@@ -79,9 +72,8 @@ def envelope_address(raw: str) -> str | None:
     """The ASCII address for the SMTP envelope and To header (IDN domains in punycode), or None
     if it can't be sent to. Plain dot-atom local parts only: no quoted strings, no SMTPUTF8."""
     try:
-        local, _, domain = normalise_email(raw).partition("@")
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except (ValueError, UnicodeError):
+        return ascii_email(raw)
+    except ValueError:
         return None
 
 
@@ -189,7 +181,8 @@ class _Layout:
         # Bodies are canonical text: CRLF line ends before encoding (RFC 2046).
         self.text = text.replace("\r\n", "\n").replace("\n", "\r\n")
         self.html = html_body.replace("\r\n", "\n").replace("\n", "\r\n")
-        self.anonymous = _ANONYMOUS.get(locale, _ANONYMOUS[DEFAULT_LOCALE])
+        # The greeting for a subscriber without a name (the templates fall back to zh-CN, so does it).
+        self.anonymous = words(locale if locale in get_args(Locale) else DEFAULT_LOCALE).gettext("subscriber")
 
 
 class EmailChannel(Channel):
@@ -330,7 +323,7 @@ class EmailChannel(Channel):
         # Render every locale first: a template error stops the batch before anything is sent.
         for locale in {r.locale for r in recipients}:
             self._layout(message, locale)
-        date = format_datetime(datetime.now(timezone.utc))
+        date = format_datetime(now())
         outcomes: list[Outcome] = []
         pending = iter(recipients)
         # Once the server can't be reached, the rest of the batch is deferred at once instead of

@@ -37,27 +37,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, get_args
+from typing import Any, ClassVar
 
 import aiohttp
 
-from pushsvc.channels.base import (
-    Channel,
-    HasContacts,
-    Message,
-    Outcome,
-    PolicyMessage,
-    Recipient,
-)
-from pushsvc.core.errors import FieldError, ValidationFailed
-from pushsvc.core.models import Locale, PolicyIn
-from pushsvc.core.policies import provisional_message
-from pushsvc.core.rendering import Renderer, RenderError
-from pushsvc.core.sms_text import SmsText, assemble, max_units, one_line
+from pushsvc.channels.base import Channel
+from pushsvc.core.messages import HasContacts, Message, Outcome, Recipient
+from pushsvc.core.rendering import Renderer
+from pushsvc.core.sms_text import SmsText, assemble, one_line
 from pushsvc.core.tokens import TokenSigner
 from pushsvc.ratelimit import ProviderPace
 from pushsvc.settings import Settings
-from pushsvc.store.short_links import LENGTH as SHORT_CODE_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -123,45 +113,10 @@ class Rendered:
 
 
 def render_text(settings: Settings, renderer: Renderer, message: Message, locale: str) -> Rendered:
-    """The text for one policy × locale; raises RenderError."""
+    """The text for one message × locale; raises RenderError."""
     content = one_line(renderer.render(message.kind, SmsChannel.name, "txt", locale, dict(vars(message))))
     text = assemble(settings.sms_sign_name, content, message.short_url, settings.sms_opt_out)
     return Rendered(content, SmsText.of(text))
-
-
-def check_sms_parts(settings: Settings, renderer: Renderer, policy: PolicyIn, department: str) -> None:
-    """At publish: raise ValidationFailed (naming `summary`, or `title` when even an empty summary
-    would not fit) if a policy sent by SMS would take more than PUSHSVC_SMS_MAX_PARTS parts in
-    any locale. The short link is not issued yet: a placeholder of its length stands in."""
-    if SmsChannel.name not in policy.channels:
-        return
-    limit = settings.sms_max_parts
-    placeholder = f"{settings.public_url}/s/{'x' * SHORT_CODE_LENGTH}"
-    message = provisional_message(policy, department, settings.public_url, placeholder)
-    worst: tuple[int, str, SmsText] | None = None
-    try:
-        for locale in get_args(Locale):
-            sms = render_text(settings, renderer, message, locale).sms
-            if sms.parts > limit and (worst is None or sms.chars > worst[0]):
-                worst = (sms.chars, locale, sms)
-        if worst is None:
-            return
-        _, locale, sms = worst
-        bare = render_text(settings, renderer, _replace(message, summary=""), locale).sms
-    except RenderError as exc:
-        raise ValidationFailed([FieldError("channels", f"the SMS template cannot be rendered: {exc}")]) from None
-    field = "title" if bare.parts > limit else "summary"
-    over = sms.chars - max_units(limit)
-    raise ValidationFailed([FieldError(
-        field,
-        f"too long for SMS: the {locale} text would be {sms.chars} characters in {sms.parts} parts "
-        f"(signature, short link and opt-out wording included); at most {limit} parts are allowed, "
-        f"so shorten it by {over} characters",
-    )])
-
-
-def _replace(message: PolicyMessage, **changes: Any) -> PolicyMessage:
-    return PolicyMessage(**{**vars(message), **changes})
 
 
 # -- the channel -----------------------------------------------------------------------------------
@@ -204,6 +159,12 @@ class SmsChannel(Channel):
     def preview(self, message: Message, locale: str) -> dict[str, Any]:
         sms = self._text(message, locale).sms
         return {"text": sms.text, "parts": sms.parts, "chars": sms.chars}
+
+    def measure(self, message: Message, locale: str) -> SmsText:
+        """The whole text a recipient in `locale` would get (signature, link and opt-out wording
+        included) with its size in characters and parts; raises RenderError. Not cached: rules
+        measure messages that are not stored yet and share no key."""
+        return render_text(self._settings, self._renderer, message, locale).sms
 
     async def start(self) -> None:
         if self._session is None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import email_validator
 import phonenumbers
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 
 # GB 32100-2015: the code alphabet (no I, O, S, V, Z) and the weights of the first 17 positions.
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -19,10 +21,27 @@ _MOBILE_TYPES = {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberTy
 _SEPARATORS = re.compile(r"[\s-]+")
 _NATIONAL_MOBILE = re.compile(r"1[3-9][0-9]{9}")
 
-_EMAIL_MAX = 254  # RFC 5321 path limit
-_LOCAL_MAX = 64
-_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+# Syntax only: no DNS (the core does no I/O); ASCII local parts, unquoted (what our SMTP envelope
+# takes: no SMTPUTF8); at most 64 characters before the @ (`strict`).
+_SYNTAX_ONLY: dict[str, bool] = {"check_deliverability": False, "allow_smtputf8": False, "strict": True}
+# Special-use domains (.invalid, .test, .localhost) are good syntax, and simulators and staging
+# systems use them (delivered@simulator.pushsvc.invalid); whether a domain takes mail is not
+# ours to judge. email-validator documents emptying this list as the way to allow them.
+email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
+
+_LOCAL_RULE = ("the part before @ must be 1 to 64 ASCII letters, digits or symbols such as . _ + - "
+               "(no leading, trailing or double dot)")
+_LABEL_RULE = ("each part of the domain after @ must be 1 to 63 letters, digits or hyphens, "
+               "not starting or ending with a hyphen")
+# (words in email-validator's message, ours), first match wins; anything else breaks _LABEL_RULE.
+_DOMAIN_REASONS = (
+    ("too long", "an e-mail address must not be longer than 254 characters"),
+    ("so many characters", _LABEL_RULE),  # "periods cannot be separated by so many characters"
+    ("should have a period", "the domain after @ needs a dot, e.g. example.com"),
+    ("period", "the domain after @ has an empty part (two dots in a row, or a dot at an end)"),
+    ("top-level domain", "the domain after @ must end in a name, not a number"),
+    ("IDNA", "the domain after @ is not a valid internationalised name"),
+)
 
 
 def uscc_check_char(first17: str) -> str:
@@ -79,48 +98,46 @@ def normalise_phone(raw: str) -> str:
 
 
 def normalise_email(raw: str) -> str:
-    """The address trimmed, with its domain lower-cased; syntax only, no DNS look-up."""
+    """The address trimmed, its domain lower-cased (an IDN domain keeps the form it was given in:
+    Unicode, or ASCII punycode); syntax only, checked by email-validator with no DNS look-up."""
+    valid, domain = _validated(raw)
+    # An address stored before keeps its spelling: punycode stays punycode.
+    return f"{valid.local_part}@{valid.ascii_domain if domain.isascii() else valid.domain}"
+
+
+def ascii_email(raw: str) -> str:
+    """The address as an SMTP envelope and an ASCII header carry it: an IDN domain in punycode."""
+    valid, _ = _validated(raw)
+    return f"{valid.local_part}@{valid.ascii_domain}"  # the local part is ASCII (no SMTPUTF8)
+
+
+def _validated(raw: str) -> tuple[ValidatedEmail, str]:
+    """email-validator's reading of the address, and its domain as given; ValueError in our words."""
     if not isinstance(raw, str):
         raise ValueError("an e-mail address must be a string")
     address = raw.strip()
     if not address:
         raise ValueError("the e-mail address is empty")
-    if len(address) > _EMAIL_MAX:
-        raise ValueError(f"an e-mail address must not be longer than {_EMAIL_MAX} characters")
+    # The messages people see most, in our words and before the library's more general ones.
     if any(ch.isspace() for ch in address):
         raise ValueError("an e-mail address must not contain spaces")
     if address.count("@") != 1:
         raise ValueError("an e-mail address must contain exactly one @")
-    local, domain = address.split("@")
-    if not local or len(local) > _LOCAL_MAX or not _LOCAL_PART.fullmatch(local):
-        raise ValueError(
-            "the part before @ must be 1 to 64 ASCII letters, digits or symbols such as . _ + - "
-            "(no leading, trailing or double dot)"
-        )
-    domain = unicodedata.normalize("NFC", domain).lower()
-    _check_domain(domain)
-    return f"{local}@{domain}"
+    local, _, domain = address.partition("@")
+    try:
+        return validate_email(address, **_SYNTAX_ONLY), domain
+    except EmailNotValidError as exc:
+        raise ValueError(_reason(local, str(exc))) from None
 
 
-def _check_domain(domain: str) -> None:
-    labels = domain.split(".")
-    if len(labels) < 2:
-        raise ValueError("the domain after @ needs a dot, e.g. example.com")
-    for label in labels:
-        if not label:
-            raise ValueError("the domain after @ has an empty part (two dots in a row, or a dot at an end)")
-        try:
-            # IDN labels (例子.中国) are checked in their ASCII (punycode) form.
-            ascii_label = label if label.isascii() else label.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"the domain label {label!r} is not a valid internationalised name") from None
-        if not _DNS_LABEL.fullmatch(ascii_label):
-            raise ValueError(
-                f"the domain label {label!r} must be 1 to 63 letters, digits or hyphens, "
-                "not starting or ending with a hyphen"
-            )
-    if labels[-1].isdigit():
-        raise ValueError("the domain after @ must end in a name, not a number")
+def _reason(local: str, said: str) -> str:
+    """Our message for what email-validator refused (`said`): the local part's rule if the local
+    part alone is refused, else the domain's rule that `said` names."""
+    try:
+        validate_email(f"{local}@example.com", **_SYNTAX_ONLY)
+    except EmailNotValidError:
+        return _LOCAL_RULE
+    return next((ours for words, ours in _DOMAIN_REASONS if words in said), _LABEL_RULE)
 
 
 def mask_phone(phone: str) -> str:

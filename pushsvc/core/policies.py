@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from pushsvc.channels.base import PolicyMessage
 from pushsvc.core.catalogue import Catalogue
 from pushsvc.core.errors import FieldError
+from pushsvc.core.links import page_url
+from pushsvc.core.messages import PolicyMessage
 from pushsvc.core.models import PolicyIn, pydantic_errors
 from pushsvc.core.targeting import Targeting, parse_targeting, targeting_to_json
+
+M = TypeVar("M", bound=PolicyMessage)
 
 
 class DomainNotAllowed(Exception):
@@ -71,5 +76,13 @@ def provisional_message(data: PolicyIn, department: str, public_url: str, short_
     template that cannot render it, or an SMS too long, is a 422 before anything is queued."""
     fields = data.model_dump(include={"title", "summary", "domain", "doc_number", "produced_on",
                                       "effective_on", "expires_on", "interpretation_url"})
-    return PolicyMessage(policy_id=0, kind="policy", version="0", department=department,
-                         page_url=f"{public_url}/p/0", short_url=short_url, source_url=data.url, **fields)
+    return drafted(PolicyMessage(policy_id=0, kind="policy", version="", department=department,
+                                 page_url=page_url(public_url, 0), short_url=short_url, source_url=data.url, **fields))
+
+
+def drafted(message: M) -> M:
+    """A message not stored yet has no id or revision of its own: its version is a digest of its
+    content, so that the channels' render caches (keyed by key and version) never answer one draft
+    with another's rendering."""
+    content = repr(sorted((k, v) for k, v in vars(message).items() if k != "version"))
+    return dataclasses.replace(message, version="draft-" + hashlib.sha256(content.encode()).hexdigest()[:16])

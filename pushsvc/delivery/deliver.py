@@ -4,40 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Protocol
 
-from pushsvc.channels.base import Channel, Outcome, Recipient
 from pushsvc.core.clock import now
-from pushsvc.core.quiet_hours import parse_span, quiet_until
-from pushsvc.core.retry import ledger_update
-from pushsvc.metrics import record_outcomes
-from pushsvc.policies.messages import load_message
+from pushsvc.core.messages import Message, Outcome
+from pushsvc.delivery.send import Row, SendStep, left_before_sending
 from pushsvc.services import Services
-from pushsvc.store.deliveries import (
-    Claimed,
-    claim,
-    load_recipients,
-    next_due,
-    release,
-    write_outcomes,
-)
+from pushsvc.store.deliveries import Claimed, claim, load_recipients, next_due, release, write_outcomes
 
 
-def hold_for_quiet_hours(
-    svc: Services, channel: Channel, recipients: list[Recipient], at: datetime
-) -> tuple[list[Recipient], list[Outcome]]:
-    """Split off those in their quiet hours: they are `held` until it ends, then claimed again."""
-    default = parse_span(svc.settings.quiet_hours)
-    ready: list[Recipient] = []
-    held: list[Outcome] = []
-    for r in recipients:
-        span = (r.quiet_start, r.quiet_end) if r.quiet_start is not None and r.quiet_end is not None else default
-        until = quiet_until(at, *span) if channel.honours_quiet_hours(r) else None
-        if until is None:
-            ready.append(r)
-        else:
-            held.append(Outcome(r.delivery_id, "held", not_before=until))
-    return ready, held
+class LoadMessage(Protocol):
+    """Where a deliver job gets the message of a policy or of its n-th notice: the policies feature
+    (`pushsvc.policies.messages.load_message`), handed in by the worker. With `to_send`, None when
+    there is nothing to announce any more."""
+
+    async def __call__(self, svc: Services, policy_id: int, notice: int = 0, *,
+                       to_send: bool = False) -> Message | None: ...
 
 
 def lease_cutoff(svc: Services, at: datetime) -> datetime:
@@ -46,7 +28,7 @@ def lease_cutoff(svc: Services, at: datetime) -> datetime:
 
 
 async def run_deliver(
-    svc: Services, policy_id: int, channel_name: str, lo: int, hi: int, notice: int = 0
+    svc: Services, load: LoadMessage, policy_id: int, channel_name: str, lo: int, hi: int, notice: int = 0
 ) -> float | None:
     """Send a batch of the policy (notice 0) or of one of its lifecycle notices. Returns seconds
     until the batch's earliest waiting row (a retry, the end of quiet hours) is due, or None when
@@ -54,46 +36,36 @@ async def run_deliver(
     at = now()
     async with svc.db.write() as conn:
         claimed = await claim(conn, policy_id, notice, channel_name, lo, hi, at, lease_cutoff(svc, at))
+    step = SendStep(svc, "notice" if notice else "policy", write_outcomes)
     if claimed:
-        updates = await _send(svc, policy_id, notice, channel_name, claimed, at)
+        await _send(svc, step, load, policy_id, notice, channel_name, claimed, at)
     async with svc.db.write() as conn:
-        if claimed:
-            await write_outcomes(conn, updates)
+        await step.write(conn)
         due = await next_due(conn, policy_id, notice, channel_name, lo, hi)
-    if claimed:
-        await record_outcomes(svc.redis, channel_name, [u["new_status"] for u in updates])
+    await step.count()
     return None if due is None else max(0.0, (due - now()).total_seconds())
 
 
 async def _send(
-    svc: Services, policy_id: int, notice: int, channel_name: str, claimed: list[Claimed], at: datetime
-) -> list[dict[str, Any]]:
-    """Send the claimed rows; returns their ledger updates."""
-    channel = svc.channels.get(channel_name)
+    svc: Services, step: SendStep, load: LoadMessage, policy_id: int, notice: int, channel_name: str,
+    claimed: list[Claimed], at: datetime,
+) -> None:
+    """Send the claimed rows (held in quiet hours from `at`, the claim's time) through `step`."""
+    rows = {c.delivery_id: (Row(c.delivery_id, c.attempts),) for c in claimed}
     try:
-        message = await load_message(svc, policy_id, notice, to_send=True)
+        message = await load(svc, policy_id, notice, to_send=True)
         async with svc.db.read() as conn:
             recipients, gone = await load_recipients(conn, claimed, channel_name)
-        outcomes: list[Outcome] = [Outcome(d, "failed", "unsubscribed before sending") for d in gone]
-        if channel is None or message is None:
-            reason = f"channel '{channel_name}' is not configured" if channel is None else "the policy is gone or no longer in force"
-            outcomes += [Outcome(r.delivery_id, "failed", reason) for r in recipients]
+        step.settle(channel_name, left_before_sending(gone), rows)
+        if message is None:
+            reason = "the policy is gone or no longer in force"
+            step.settle(channel_name, [Outcome(r.delivery_id, "failed", reason) for r in recipients], rows)
         elif recipients:
-            recipients, held = hold_for_quiet_hours(svc, channel, recipients, at)
-            outcomes += held
-            if recipients:
-                outcomes += await channel.send(message, recipients)
+            await step.send(channel_name, message, recipients, rows, at)
     except asyncio.CancelledError:
         # Stopped before the outcomes were known: give the rows back rather than leave them `sending`.
         await asyncio.shield(_release(svc, [c.delivery_id for c in claimed]))
         raise
-    attempts = {c.delivery_id: c.attempts for c in claimed}
-    done = now()
-    s = svc.settings
-    return [
-        ledger_update(o, attempts[o.delivery_id], s.max_attempts, done, s.retry_base_seconds, s.retry_max_seconds)
-        for o in outcomes
-    ]
 
 
 async def _release(svc: Services, delivery_ids: list[int]) -> None:

@@ -24,18 +24,24 @@ import asyncio
 import logging
 import secrets
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, get_args
 
-from pushsvc.channels.base import Outcome, Recipient
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pushsvc import redis_keys
 from pushsvc.core.clock import now
+from pushsvc.core.links import page_url, policy_path, short_url
+from pushsvc.core.messages import DigestMessage, Recipient
+from pushsvc.core.models import Locale
+from pushsvc.core.msgid import N_
 from pushsvc.core.quiet_hours import LOCAL_ZONE, local_date, parse_span
 from pushsvc.core.rendering import DEFAULT_LOCALE
-from pushsvc.core.retry import ledger_update
 from pushsvc.core.tokens import TokenSigner
-from pushsvc.delivery.deliver import hold_for_quiet_hours
-from pushsvc.policies.messages import page_url, policy_path, short_url
+from pushsvc.delivery.send import Row, SendStep, left_before_sending, quiet_hours_end
+from pushsvc.i18n import words
 from pushsvc.services import Services
 from pushsvc.store.deliveries import (
     Claimed,
@@ -53,41 +59,9 @@ from pushsvc.store.short_links import short_code
 log = logging.getLogger(__name__)
 DIGEST_PURPOSE = "digest"
 BATCH_SUBSCRIBERS = 200  # per claim, send and write round: bounds the IN lists and the gather
-LOCK_KEY = "pushsvc:digest:lock"
-# The card heading of a WeChat news message, per locale (the templates fall back to zh-CN).
-TITLES = {
-    "zh-CN": {"daily": "每日政策摘要", "weekly": "每周政策摘要"},
-    "zh-HK": {"daily": "每日政策摘要", "weekly": "每週政策摘要"},
-    "en": {"daily": "Daily policy digest", "weekly": "Weekly policy digest"},
-}
-
-
-@dataclass(frozen=True)
-class DigestMessage:
-    """One digest for the subscribers whose lists are the same, in one locale (its `title`)."""
-
-    digest_id: int
-    title: str
-    period: str  # daily | weekly
-    period_start: date
-    period_end: date
-    policies: tuple[dict[str, Any], ...]  # {title, department, doc_number, page_url, short_url}
-    digest_url: str
-    short_url: str
-    kind: str = "digest"
-    version: str = "1"  # a digest never changes: its key alone names the content
-
-    @property
-    def key(self) -> str:
-        return f"digest:{self.digest_id}"
-
-    @property
-    def qr_url(self) -> str:
-        return f"{self.digest_url}/qr.png"
-
-    @property
-    def to_subscriber(self) -> bool:
-        return True
+# The card heading of a WeChat news message (msgids, in the subscriber's locale; zh-CN for a
+# locale the service does not know, as the templates fall back to).
+TITLES = {"daily": N_("Daily policy digest"), "weekly": N_("Weekly policy digest")}
 
 
 # -- when -----------------------------------------------------------------------------------------
@@ -143,7 +117,7 @@ async def run_digest(svc: Services, at: datetime | None = None) -> int:
     if run is None:
         return 0
     owner = secrets.token_hex(8)
-    if not await svc.redis.set(LOCK_KEY, owner, nx=True, ex=svc.settings.job_timeout_seconds):
+    if not await svc.redis.set(redis_keys.DIGEST_LOCK, owner, nx=True, ex=svc.settings.job_timeout_seconds):
         return 0  # another worker's run is at it
     try:
         sent, after = 0, 0
@@ -155,8 +129,8 @@ async def run_digest(svc: Services, at: datetime | None = None) -> int:
             after = sids[-1]
             sent += await _batch(svc, run, sids[0], sids[-1], at)
     finally:
-        if await svc.redis.get(LOCK_KEY) == owner.encode():
-            await svc.redis.delete(LOCK_KEY)
+        if await svc.redis.get(redis_keys.DIGEST_LOCK) == owner.encode():
+            await svc.redis.delete(redis_keys.DIGEST_LOCK)
 
 
 @dataclass
@@ -172,29 +146,25 @@ class _Group:
 
 
 async def _batch(svc: Services, run: Run, lo: int, hi: int, at: datetime) -> int:
+    default_quiet = parse_span(svc.settings.quiet_hours)
+    gone: dict[str, list[int]] = {}
     async with svc.db.read() as conn:
         waiting = await waiting_for_digest(conn, run.frequencies, run.before, at, lo, hi)
         groups: dict[tuple[int, str], _Group] = {}
         for row in waiting:
             groups.setdefault((row.subscriber_id, row.channel), _Group([])).rows.append(row)
-        outcomes: list[Outcome] = []
         for channel_name in sorted({ch for _, ch in groups}):
             mine = [g for (_, ch), g in groups.items() if ch == channel_name]
             representatives = [Claimed(g.first.delivery_id, g.first.subscriber_id, g.first.attempts) for g in mine]
-            recipients, gone = await load_recipients(conn, representatives, channel_name)
-            outcomes += [Outcome(d, "failed", "unsubscribed before sending") for d in gone]
-            channel = svc.channels.get(channel_name)
-            if channel is None:
-                outcomes += [Outcome(r.delivery_id, "failed", f"channel '{channel_name}' is not configured")
-                             for r in recipients]
-                continue
-            # In their quiet hours: left waiting, untouched, for a run after it ends.
-            ready, _ = hold_for_quiet_hours(svc, channel, recipients, at)
-            for r in ready:
-                groups[(r.subscriber_id, channel_name)].recipient = r
-    by_first = {g.first.delivery_id: g for g in groups.values()}
-    decided = {o.delivery_id for o in outcomes}
-    wanted = [row.delivery_id for g in groups.values() if g.recipient or g.first.delivery_id in decided
+            recipients, gone[channel_name] = await load_recipients(conn, representatives, channel_name)
+            channel = svc.channels.get(channel_name)  # None: the send step fails them
+            for r in recipients:
+                # In their quiet hours: left waiting, untouched, for a run after it ends.
+                if channel is None or quiet_hours_end(channel, r, at, default_quiet) is None:
+                    groups[(r.subscriber_id, channel_name)].recipient = r
+    by_first = {g.first.delivery_id: g for g in groups.values()}  # a recipient's delivery_id is its first row
+    left = {d for ids in gone.values() for d in ids}
+    wanted = [row.delivery_id for g in groups.values() if g.recipient or g.first.delivery_id in left
               for row in g.rows]
     if not wanted:
         return 0
@@ -202,24 +172,19 @@ async def _batch(svc: Services, run: Run, lo: int, hi: int, at: datetime) -> int
         taken = await claim_for_digest(conn, wanted, at)
     for g in groups.values():  # another run may have taken some rows first: they are its to send
         g.rows = [row for row in g.rows if row.delivery_id in taken]
-    sending = [g for g in groups.values() if g.recipient and g.rows]
-    messages = await _messages(svc, run, sending)
+    # The digest's outcome settles every row it lists, each at its own attempt.
+    rows = {first: [Row(row.delivery_id, row.attempts + 1) for row in g.rows] for first, g in by_first.items()}
+    step = SendStep(svc, "digest", _write_rows)
+    for channel_name, ids in gone.items():
+        step.settle(channel_name, left_before_sending(ids), rows)
+    messages = await _messages(svc, run, [g for g in groups.values() if g.recipient and g.rows])
     results = await asyncio.gather(
-        *(svc.channels[channel].send(message, recipients) for channel, message, recipients in messages),
-        return_exceptions=True,
+        *(step.send(channel, message, recipients, rows, at) for channel, message, recipients in messages)
     )
-    sent = 0
-    for (channel, message, recipients), result in zip(messages, results):
-        if isinstance(result, BaseException):  # a template that cannot render it, say: try again next run
-            log.error("digest %s on %s could not be sent: %r", message.digest_id, channel, result)
-            result = [Outcome(r.delivery_id, "retry", f"{type(result).__name__}: {result}") for r in recipients]
-        outcomes += result
-        sent += sum(1 for o in result if o.status == "sent")
-    updates = [u for o in outcomes if by_first[o.delivery_id].rows
-               for u in _updates(svc, o, by_first[o.delivery_id].rows, now())]
     async with svc.db.write() as conn:
-        await write_outcomes(conn, updates)
-    return sent
+        await step.write(conn)
+    await step.count()
+    return sum(1 for sent in results for result in sent if result.outcome.status == "sent")
 
 
 async def _messages(
@@ -252,24 +217,17 @@ async def _messages(
         )
         for g in members:
             assert g.recipient is not None
-            locale = g.recipient.locale if g.recipient.locale in TITLES else DEFAULT_LOCALE
+            locale = g.recipient.locale if g.recipient.locale in get_args(Locale) else DEFAULT_LOCALE
             message, recipients = out.setdefault(
                 (g.first.channel, digest_id, locale),
-                (DigestMessage(digest_id, TITLES[locale][period], period, start, end, entries, url, short), []),
+                (DigestMessage(digest_id, words(locale).gettext(TITLES[period]), period, start, end, entries, url, short), []),
             )
             recipients.append(g.recipient)
     return [(channel, message, recipients) for (channel, _, _), (message, recipients) in out.items()]
 
 
-def _updates(svc: Services, outcome: Outcome, rows: list[Waiting], at: datetime) -> list[dict[str, Any]]:
-    """The digest's outcome on each of its rows. Not sent yet (a temporary failure, a rate window):
-    waiting for a digest again, due after the backoff (or the window), until the attempts run out."""
-    s = svc.settings
-    updates = []
-    for row in rows:
-        own = Outcome(row.delivery_id, outcome.status, outcome.error, outcome.provider_ref, outcome.not_before)
-        update = ledger_update(own, row.attempts + 1, s.max_attempts, at, s.retry_base_seconds, s.retry_max_seconds)
-        if update["new_status"] in ("queued", "held"):
-            update["new_status"] = "digest"  # with its next_attempt_at: not a deliver job's to send
-        updates.append(update)
-    return updates
+async def _write_rows(conn: AsyncConnection, updates: Sequence[dict[str, Any]]) -> None:
+    """Digest rows not sent yet (a temporary failure, a rate window) wait for a digest again, due
+    after the backoff (or the window), until the attempts run out: not a deliver job's to send."""
+    await write_outcomes(conn, [u | {"new_status": "digest"} if u["new_status"] in ("queued", "held") else u
+                                for u in updates])

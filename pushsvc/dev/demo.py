@@ -151,9 +151,7 @@ def port_of(sock: socket.socket) -> int:
 def run_demo(once: bool) -> int:
     console = Console()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the migration's chatter is not the demo
-    from pushsvc.store.migrate import (
-        upgrade,  # after the line above: alembic logs as it is imported
-    )
+    from pushsvc.store.migrate import upgrade  # after the line above: alembic logs as it is imported
 
     generated = ensure_secrets()
     paths = DemoPaths(Path("var").resolve())

@@ -14,6 +14,7 @@ import math
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from pushsvc import redis_keys
 from pushsvc.http.pages import message_page
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import Handler, services
@@ -48,7 +49,7 @@ async def _retry_after(svc: Services, namespace: str, key: str, per_minute: int)
 
 async def within_key_limit(svc: Services, key: str, per_minute: int) -> None:
     """Raise a 429 if the caller `key` (a department, the admin) is over its `per_minute`."""
-    wait = await _retry_after(svc, "ratelimit:api", key, per_minute)
+    wait = await _retry_after(svc, redis_keys.API_LIMITS, key, per_minute)
     if wait is not None:
         raise Problem(429, f"more than {per_minute} requests a minute with this key; try again in {wait} s",
                       headers={"Retry-After": str(wait)})
@@ -70,7 +71,7 @@ async def page_limits_middleware(request: web.Request, handler: Handler) -> web.
         return await handler(request)
     svc = services(request)
     settings = svc.settings
-    wait = await _retry_after(svc, "ratelimit:pages", client_address(request, settings.proxy_hops),
+    wait = await _retry_after(svc, redis_keys.PAGE_LIMITS, client_address(request, settings.proxy_hops),
                               settings.page_requests_per_minute)
     if wait is None:
         return await handler(request)

@@ -9,7 +9,9 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from pushsvc.core.rendering import DEFAULT_LOCALE
 from pushsvc.http.routing import services
+from pushsvc.i18n import translations
 
 # No script, nothing from elsewhere, no framing: the pages work without JavaScript anyway.
 SECURITY_HEADERS = {
@@ -19,21 +21,29 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_environments: dict[Path, jinja2.Environment] = {}
+_environments: dict[tuple[Path, str], jinja2.Environment] = {}
 
 
-def _env(templates_dir: Path) -> jinja2.Environment:
-    if templates_dir not in _environments:
-        _environments[templates_dir] = jinja2.Environment(
+def _env(templates_dir: Path, locale: str) -> jinja2.Environment:
+    """One environment per locale: jinja's i18n extension installs a locale's catalogue in the
+    environment, so its compiled templates are kept per locale too."""
+    if (templates_dir, locale) not in _environments:
+        env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(templates_dir / "web"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
+            extensions=["jinja2.ext.i18n"],
         )
-    return _environments[templates_dir]
+        env.install_gettext_translations(translations(locale), newstyle=True)
+        _environments[templates_dir, locale] = env
+    return _environments[templates_dir, locale]
 
 
-def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-    html = _env(services(request).settings.templates_dir).get_template(template).render(**context)
+def page(request: web.Request, template: str, status: int = 200, *, lang: str = DEFAULT_LOCALE,
+         **context: Any) -> web.Response:
+    """`template` rendered in `lang`: its `_()` and `{% trans %}` words, and `lang` in its context."""
+    templates = _env(services(request).settings.templates_dir, lang)
+    html = templates.get_template(template).render(lang=lang, **context)
     return web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
 
 

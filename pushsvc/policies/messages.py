@@ -3,33 +3,17 @@ channels render."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pushsvc.channels.base import PolicyMessage
+from pushsvc.core.links import page_url, policy_path, short_url
+from pushsvc.core.messages import NoticeMessage, PolicyMessage
 from pushsvc.services import Services
 from pushsvc.store.departments import department_by_id
 from pushsvc.store.policies import get_notice, get_policy
 from pushsvc.store.short_links import code_for
 
 DATE_FIELDS = frozenset({"produced_on", "effective_on", "expires_on"})
-
-
-@dataclass(frozen=True)
-class NoticeMessage(PolicyMessage):
-    """A policy's lifecycle notice (`kind` policy_revised, policy_repealed or policy_lapsed) for the
-    people who received it: the policy as it is now, and what the notice adds to it."""
-
-    notice: int = 0
-    changes: tuple[dict[str, Any], ...] = ()  # revised: {field, before?, after?}
-    reason: str = ""  # repealed
-    repealed_on: date | None = None  # repealed
-
-    @property
-    def key(self) -> str:
-        # Not the policy's key: its renderings and the notice's must not share a cache entry.
-        return f"policy:{self.policy_id}:notice:{self.notice}"
 
 
 def _as_date(value: Any) -> Any:
@@ -51,18 +35,6 @@ def notice_message(message: PolicyMessage, notice: dict[str, Any]) -> NoticeMess
         reason=details.get("reason", ""),
         repealed_on=_as_date(details.get("repealed_on")),
     )
-
-
-def policy_path(policy_id: int) -> str:
-    return f"/p/{policy_id}"
-
-
-def page_url(public_url: str, policy_id: int) -> str:
-    return public_url + policy_path(policy_id)
-
-
-def short_url(public_url: str, code: str) -> str:
-    return f"{public_url}/s/{code}"
 
 
 def policy_message(svc: Services, policy: dict[str, Any], department: str, code: str) -> PolicyMessage:

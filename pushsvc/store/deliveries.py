@@ -11,15 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pushsvc.channels.base import Recipient
+from pushsvc.core.messages import Recipient
 from pushsvc.store.bulk import insert_rows, update_rows
-from pushsvc.store.schema import (
-    UTCDateTime,
-    deliveries,
-    policy_notices,
-    subscriber_channels,
-    subscribers,
-)
+from pushsvc.store.schema import UTCDateTime, deliveries, policy_notices, subscriber_channels, subscribers
 
 D = deliveries.c
 S = subscribers.c

@@ -29,13 +29,7 @@ from pushsvc.store.schema import (
     subscriber_domains,
     subscribers,
 )
-from pushsvc.store.subscribers import (
-    find_duplicates,
-    insert_subscribers,
-    load_subscriber,
-    now,
-    replace_choices,
-)
+from pushsvc.store.subscribers import find_duplicates, insert_subscribers, load_subscriber, now, replace_choices
 
 S = subscribers.c
 C = subscriber_channels.c

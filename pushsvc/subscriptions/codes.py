@@ -18,13 +18,13 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
+from pushsvc import redis_keys
 from pushsvc.core.verification import CODE_ATTEMPTS, CODE_TTL, ContactKeys, new_code
 from pushsvc.ratelimit import Rate, RateLimiter
 
 MESSAGES_PER_CONTACT = Rate(5, 3600)
 REQUESTS_PER_CLIENT = Rate(30, 3600)
 CHECKS_PER_CLIENT = Rate(30, 3600)
-_NAMESPACE = "selfservice"
 
 # KEYS[1]: the code's hash. ARGV: the hash of the code typed, the attempts allowed.
 # Returns {1, subscriber id} right; {2, attempts left} wrong; {0, 0} no code (expired, used, spent).
@@ -63,11 +63,11 @@ class Codes:
     def __init__(self, redis: Redis, keys: ContactKeys) -> None:
         self._redis = redis
         self._keys = keys
-        self._limiter = RateLimiter(redis, _NAMESPACE)
+        self._limiter = RateLimiter(redis, redis_keys.SELF_SERVICE_LIMITS)
         self._check = redis.register_script(_CHECK)
 
     def _key(self, phone: str) -> str:
-        return f"{_NAMESPACE}:code:{self._keys.digest(phone)}"
+        return redis_keys.sms_code(self._keys.digest(phone))
 
     async def may_send(self, contact: str, client: str) -> Refused | None:
         """Take one message for `contact` (a phone number or e-mail address) requested by `client`,

@@ -12,12 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pushsvc.core.errors import FieldError
-from pushsvc.core.subscribers import (
-    ChannelContacts,
-    NewSubscriber,
-    csv_row_to_subscriber,
-    validate_subscriber,
-)
+from pushsvc.core.subscribers import ChannelContacts, NewSubscriber, csv_row_to_subscriber, validate_subscriber
 from pushsvc.services import Services
 from pushsvc.store.subscribers import import_chunk, refresh_statistics
 

@@ -9,26 +9,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from arq import ArqRedis
 
-from pushsvc.channels.base import Recipient
 from pushsvc.core.clock import now
+from pushsvc.core.messages import ConfirmationMessage, ManageLinkMessage, Recipient
+from pushsvc.core.models import Locale
 from pushsvc.core.quiet_hours import LOCAL_ZONE
-from pushsvc.core.retry import backoff_seconds
-from pushsvc.core.verification import (
-    CODE_TTL,
-    CONFIRM_TTL,
-    MANAGE_TTL,
-    ContactKeys,
-    Via,
-    confirm_token,
-    manage_token,
-)
-from pushsvc.logs import job_kwargs
+from pushsvc.core.rendering import DEFAULT_LOCALE
+from pushsvc.core.verification import CODE_TTL, CONFIRM_TTL, MANAGE_TTL, ContactKeys, Via, confirm_token, manage_token
+from pushsvc.delivery.send import Row, SendStep
+from pushsvc.i18n import words
+from pushsvc.jobs import SELF_SERVICE_SEND, enqueue
 from pushsvc.services import Services
 from pushsvc.store.self_service import purge_unconfirmed
 from pushsvc.store.short_links import code_for, short_code
@@ -38,52 +32,12 @@ from pushsvc.subscriptions.codes import Codes
 log = logging.getLogger(__name__)
 
 Kind = Literal["confirmation", "manage_link"]
-JOB = "self_service_send"
 # Where an SMS sends the person to type its code in.
 CODE_PAGES: dict[str, str] = {"confirmation": "/verify", "manage_link": "/manage"}
-# Words for a WeChat card's heading: these messages go by e-mail and SMS, but `title` is part of the kind.
-TITLES = {
-    "confirmation": {"zh-CN": "请确认订阅", "zh-HK": "請確認訂閱", "en": "Please confirm your subscription"},
-    "manage_link": {"zh-CN": "管理订阅", "zh-HK": "管理訂閱", "en": "Manage your subscription"},
-}
-
-
-@dataclass(frozen=True)
-class _OneOff:
-    """A message for one person, made for them alone: its key is never shared with another."""
-
-    kind: str
-    nonce: str
-    title: str
-    short_url: str  # the e-mail's QR and the SMS's one link
-    expires_at: datetime  # local time
-    code: str  # SMS only; "" in an e-mail
-    valid_minutes: int
-    version: str = "1"
-    qr_url: str = ""  # for WeChat, which these messages do not use
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.nonce}"
-
-    @property
-    def to_subscriber(self) -> bool:
-        # Nothing to unsubscribe from: the person is not subscribed yet, or asked for this one message.
-        return False
-
-
-@dataclass(frozen=True)
-class ConfirmationMessage(_OneOff):
-    confirm_url: str = ""
-
-
-@dataclass(frozen=True)
-class ManageLinkMessage(_OneOff):
-    manage_url: str = ""
 
 
 async def enqueue_send(redis: ArqRedis, kind: Kind, subscriber_id: int, via: Via) -> None:
-    await redis.enqueue_job(JOB, kind, subscriber_id, via, **job_kwargs())
+    await enqueue(redis, SELF_SERVICE_SEND, kind, subscriber_id, via)
 
 
 async def _short_url(svc: Services, target: str) -> str:
@@ -95,12 +49,22 @@ async def _short_url(svc: Services, target: str) -> str:
     return f"{svc.settings.public_url}/s/{code}"
 
 
+def _title(kind: Kind, locale: str) -> str:
+    """Words for a WeChat card's heading: these messages go by e-mail and SMS, but `title` is part
+    of the kind. Their context keeps them apart from the pages' own words for the same English."""
+    said = words(locale)
+    if kind == "confirmation":
+        return said.pgettext("message title", "Please confirm your subscription")
+    return said.pgettext("message title", "Manage your subscription")
+
+
 def _local(ttl: timedelta) -> datetime:
     return (now() + ttl).astimezone(LOCAL_ZONE)
 
 
 async def run_self_service_send(svc: Services, kind: Kind, subscriber_id: int, via: Via, attempt: int) -> float | None:
-    """Send it; returns seconds until a retry when the channel says try again later, else None."""
+    """Send it; returns seconds until a retry when the channel says try again later (or not yet:
+    a provider's pace), else None."""
     async with svc.db.read() as conn:
         sub = await load_subscriber(conn, subscriber_id)
     address = None if sub is None or sub["status"] == "erased" else sub["email" if via == "email" else "phone"]
@@ -108,7 +72,7 @@ async def run_self_service_send(svc: Services, kind: Kind, subscriber_id: int, v
         log.info("self-service %s for subscriber %d: no %s any more, nothing sent", kind, subscriber_id, via)
         return None
     locale, nonce, public = sub["locale"], secrets.token_hex(8), svc.settings.public_url
-    title = TITLES[kind].get(locale, TITLES[kind]["zh-CN"])
+    title = _title(kind, locale if locale in get_args(Locale) else DEFAULT_LOCALE)
     message: ConfirmationMessage | ManageLinkMessage
     if via == "email":
         keys = ContactKeys(svc.settings.secret_key)
@@ -128,12 +92,15 @@ async def run_self_service_send(svc: Services, kind: Kind, subscriber_id: int, v
     # No ledger row: the outcome is read here, so the subscriber id serves as the delivery id.
     recipient = Recipient(delivery_id=subscriber_id, subscriber_id=subscriber_id, name=sub["name"], locale=locale,
                           email=sub["email"], phone=sub["phone"])
-    [outcome] = await svc.channels[via].send(message, [recipient])
-    if outcome.status == "retry":
-        return backoff_seconds(attempt, svc.settings.retry_base_seconds, svc.settings.retry_max_seconds)
-    if outcome.status == "failed":
-        log.warning("self-service %s for subscriber %d by %s failed: %s", kind, subscriber_id, via, outcome.error)
-    return None
+    step = SendStep(svc, "self_service")  # no ledger: an arq retry of this job is the next attempt
+    [result] = await step.send(via, message, [recipient], {subscriber_id: (Row(subscriber_id, attempt),)})
+    await step.count()
+    if result.status == "failed":
+        log.warning("self-service %s for subscriber %d by %s failed: %s", kind, subscriber_id, via,
+                    result.outcome.error)
+    if result.retry_at is None:
+        return None
+    return max(0.0, (result.retry_at - now()).total_seconds())
 
 
 async def run_purge_unconfirmed(svc: Services) -> int:

@@ -21,24 +21,20 @@ from pushsvc.channels import CHANNELS
 from pushsvc.core.charts import Group, Series, bar_groups, stacked_columns
 from pushsvc.core.clock import now
 from pushsvc.core.errors import ValidationFailed
-from pushsvc.core.figures import (
-    BACKWARDS,
-    DepartmentRef,
-    DepartmentReport,
-    duration,
-    parse_period,
-)
+from pushsvc.core.figures import BACKWARDS, DepartmentRef, DepartmentReport, duration, parse_period
+from pushsvc.core.msgid import N_
 from pushsvc.core.quiet_hours import local_date, local_time
 from pushsvc.core.tokens import BadToken
 from pushsvc.http.pages import page
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import Param, endpoint, file_response, services
+from pushsvc.i18n import Words, words
 from pushsvc.reports.department import department_report
 from pushsvc.reports.spreadsheet import csv_filename, report_csv
 from pushsvc.settings import Settings
 from pushsvc.store.reports import department_refs
 from pushsvc.web import csrf
-from pushsvc.web.forms import language_links, read_form
+from pushsvc.web.forms import LOCALES, language_links, read_form
 
 SESSION_COOKIE = "pushsvc_admin"
 SESSION_TTL = timedelta(hours=8)
@@ -47,58 +43,7 @@ LOGIN_FORM, LOGOUT_FORM = "admin-login", "admin-logout"
 FUNNEL_MAX = 30  # policies in the funnel chart (the most recent); the table lists them all
 REASONS_MAX = 15
 NO_STORE = {"Cache-Control": "no-store"}
-
-WORDS: dict[str, dict[str, str]] = {
-    "zh-CN": {
-        "title": "推送统计", "login": "管理员登录", "token": "管理令牌", "sign_in": "登录", "sign_out": "退出",
-        "wrong_token": "令牌不正确。", "expired": "表单已过期，请重新提交。", "department": "部门",
-        "from": "起始日期", "to": "截止日期", "show": "查看", "csv": "下载 CSV 表格",
-        "no_departments": "还没有部门。", "unknown_department": "没有这个部门。", "bad_date": "请填写日期，格式 YYYY-MM-DD。",
-        "backwards": "截止日期不能早于起始日期。", "totals": "合计", "policies": "政策", "matched": "匹配对象",
-        "reached": "触达对象", "reach_rate": "触达率", "messages": "消息", "sent": "已发送", "delivered": "已送达",
-        "failed": "失败", "pending": "处理中", "median": "用时中位数", "p95": "95% 用时", "timeliness": "公开时效",
-        "on_time": "按时", "late": "超期", "unknown": "未知", "late_by": "超期 {n} 个工作日",
-        "within": "按时（{n} 个工作日）", "funnel": "各政策推送漏斗", "funnel_note": "图中为最近 {n} 项政策，下表列出全部。",
-        "days": "每日发送量（按渠道）", "reasons": "失败原因", "no_data": "暂无数据", "policy": "政策",
-        "published": "公开时间", "email": "邮件", "sms": "短信", "wechat": "微信", "period": "统计期间",
-        "definitions": "触达：至少一条消息已发送或已送达。用时：自政策公开至送达（无回执的渠道按发送时间计）。"
-                       "时效：自形成日期至公开日期的工作日数，20 个工作日以内为按时。",
-    },
-    "zh-HK": {
-        "title": "推送統計", "login": "管理員登入", "token": "管理令牌", "sign_in": "登入", "sign_out": "登出",
-        "wrong_token": "令牌不正確。", "expired": "表格已過期，請重新提交。", "department": "部門",
-        "from": "起始日期", "to": "截止日期", "show": "查看", "csv": "下載 CSV 表格",
-        "no_departments": "還沒有部門。", "unknown_department": "沒有這個部門。", "bad_date": "請填寫日期，格式 YYYY-MM-DD。",
-        "backwards": "截止日期不能早於起始日期。", "totals": "合計", "policies": "政策", "matched": "匹配對象",
-        "reached": "觸達對象", "reach_rate": "觸達率", "messages": "訊息", "sent": "已發送", "delivered": "已送達",
-        "failed": "失敗", "pending": "處理中", "median": "用時中位數", "p95": "95% 用時", "timeliness": "公開時效",
-        "on_time": "按時", "late": "超期", "unknown": "未知", "late_by": "超期 {n} 個工作天",
-        "within": "按時（{n} 個工作天）", "funnel": "各政策推送漏斗", "funnel_note": "圖中為最近 {n} 項政策，下表列出全部。",
-        "days": "每日發送量（按渠道）", "reasons": "失敗原因", "no_data": "暫無數據", "policy": "政策",
-        "published": "公開時間", "email": "郵件", "sms": "短訊", "wechat": "微信", "period": "統計期間",
-        "definitions": "觸達：至少一條訊息已發送或已送達。用時：自政策公開至送達（無回執的渠道按發送時間計）。"
-                       "時效：自形成日期至公開日期的工作天數，20 個工作天以內為按時。",
-    },
-    "en": {
-        "title": "Delivery figures", "login": "Admin sign-in", "token": "Admin token", "sign_in": "Sign in",
-        "sign_out": "Sign out", "wrong_token": "That token is not right.", "expired": "The form expired; please send it again.",
-        "department": "Department", "from": "From", "to": "To", "show": "Show", "csv": "Download the CSV spreadsheet",
-        "no_departments": "No departments yet.", "unknown_department": "No such department.",
-        "bad_date": "Enter a date as YYYY-MM-DD.", "backwards": "The end date cannot be before the start date.",
-        "totals": "Totals", "policies": "Policies", "matched": "Matched", "reached": "Reached", "reach_rate": "Reach rate",
-        "messages": "Messages", "sent": "Sent", "delivered": "Delivered", "failed": "Failed", "pending": "Pending",
-        "median": "Median time", "p95": "95th percentile", "timeliness": "Timeliness", "on_time": "On time",
-        "late": "Late", "unknown": "Unknown", "late_by": "late by {n} working days", "within": "on time ({n} working days)",
-        "funnel": "Delivery funnel per policy", "funnel_note": "The chart shows the {n} most recent policies; the table lists them all.",
-        "days": "Messages sent per day, by channel", "reasons": "Failure reasons", "no_data": "No data",
-        "policy": "Policy", "published": "Published", "email": "E-mail", "sms": "SMS", "wechat": "WeChat",
-        "period": "Period",
-        "definitions": "Reached: at least one message sent or delivered. Time: from the policy going public to its "
-                       "delivery (to its sending on channels without receipts). Timeliness: working days from "
-                       "produced to published; within 20 is on time.",
-    },
-}
-
+EXPIRED = N_("The form expired; please send it again.")
 
 # -- the session ------------------------------------------------------------------------------------
 
@@ -118,12 +63,12 @@ def signed_in(request: web.Request) -> bool:
 
 
 def _lang(value: str | None) -> str:
-    return value if value in WORDS else "zh-CN"
+    return value if value in LOCALES else "zh-CN"
 
 
 def _render(request: web.Request, template: str, status: int, lang: str, form: str, **context: Any) -> web.Response:
     """A page in `lang` whose form posts as `form` (its CSRF token), with links to it in the other languages."""
-    response = page(request, template, status=status, lang=lang, t=WORDS[lang],
+    response = page(request, template, status=status, lang=lang,
                     languages=language_links(request, lang), csrf_field=csrf.FIELD,
                     csrf=csrf.form_token(request, form), **context)
     csrf.set_cookie(request, response)
@@ -139,7 +84,7 @@ def _redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, **NO_STORE})
 
 
-LANG = Param("lang", "page language", schema={"type": "string", "enum": list(WORDS)})
+LANG = Param("lang", "page language", schema={"type": "string", "enum": list(LOCALES)})
 
 
 @endpoint("GET", "/admin/login", summary="Admin sign-in form", tag="admin", html=True, query=(LANG,))
@@ -155,9 +100,9 @@ async def admin_login(request: web.Request) -> web.Response:
     form = await read_form(request)
     lang = _lang(form.get("lang"))
     if not csrf.valid(request, LOGIN_FORM, form):
-        return login_page(request, 403, lang, WORDS[lang]["expired"])
+        return login_page(request, 403, lang, words(lang).gettext(EXPIRED))
     if not hmac.compare_digest(form.get("token", "").strip().encode(), svc.settings.admin_token.encode()):
-        return login_page(request, 401, lang, WORDS[lang]["wrong_token"])
+        return login_page(request, 401, lang, words(lang).gettext("That token is not right."))
     response = _redirect(f"/admin?{urlencode({'lang': lang})}")
     session = svc.signer.sign(SESSION, {"k": _fingerprint(svc.settings)}, ttl=SESSION_TTL)
     response.set_cookie(SESSION_COOKIE, session, max_age=int(SESSION_TTL.total_seconds()), path="/admin",
@@ -171,7 +116,7 @@ async def admin_logout(request: web.Request) -> web.Response:
     form = await read_form(request)
     lang = _lang(form.get("lang"))
     if not csrf.valid(request, LOGOUT_FORM, form):
-        return login_page(request, 403, lang, WORDS[lang]["expired"])
+        return login_page(request, 403, lang, words(lang).gettext(EXPIRED))
     response = _redirect(f"/admin/login?{urlencode({'lang': lang})}")
     response.del_cookie(SESSION_COOKIE, path="/admin")
     return response
@@ -192,7 +137,7 @@ PERIOD_QUERY = (
 )
 
 
-async def _choice(request: web.Request, t: dict[str, str]) -> tuple[list[DepartmentRef], DepartmentRef | None, date, date, dict[str, str]]:
+async def _choice(request: web.Request, t: Words) -> tuple[list[DepartmentRef], DepartmentRef | None, date, date, dict[str, str]]:
     """The departments, the one chosen, the period, and what is wrong with the query (field -> message)."""
     async with services(request).db.read() as conn:
         departments = await department_refs(conn)
@@ -202,11 +147,12 @@ async def _choice(request: web.Request, t: dict[str, str]) -> tuple[list[Departm
     try:
         first, last = parse_period(request.query.get("from"), request.query.get("to"), today)
     except ValidationFailed as exc:
-        errors.update({e.field: t["backwards"] if e.message == BACKWARDS else t["bad_date"] for e in exc.errors})
+        errors.update({e.field: t.gettext("The end date cannot be before the start date.") if e.message == BACKWARDS
+                       else t.gettext("Enter a date as YYYY-MM-DD.") for e in exc.errors})
     raw = request.query.get("department_id", "")
     chosen = next((d for d in departments if str(d.id) == raw), None) if raw else (departments[0] if departments else None)
     if raw and chosen is None:
-        errors["department_id"] = t["unknown_department"]
+        errors["department_id"] = t.gettext("No such department.")
     return departments, chosen, first, last, errors
 
 
@@ -216,7 +162,7 @@ async def admin_page(request: web.Request) -> web.Response:
     lang = _lang(request.query.get("lang"))
     if not signed_in(request):
         return login_page(request, 401, lang)
-    t = WORDS[lang]
+    t = words(lang)
     departments, chosen, first, last, errors = await _choice(request, t)
     report = await department_report(services(request).db, chosen.id, first, last) if chosen and not errors else None
     query = {"department_id": chosen.id if chosen else "", "from": first, "to": last}
@@ -224,7 +170,7 @@ async def admin_page(request: web.Request) -> web.Response:
         request, "admin.html", 422 if errors else 200, lang, LOGOUT_FORM,
         departments=departments, chosen=chosen, errors=errors, report=report, channels=list(CHANNELS),
         raw_from=request.query.get("from", first.isoformat()), raw_to=request.query.get("to", last.isoformat()),
-        charts=charts(report, t) if report else None,
+        charts=charts(report, t) if report else None, channel_names=channel_names(t),
         csv_url=f"/admin/report.csv?{urlencode(query)}", duration=duration, local_time=local_time, funnel_max=FUNNEL_MAX,
     )
 
@@ -235,7 +181,7 @@ async def admin_report_csv(request: web.Request) -> web.StreamResponse:
     lang = "zh-CN"
     if not signed_in(request):
         return login_page(request, 401, lang)
-    _, chosen, first, last, errors = await _choice(request, WORDS[lang])
+    _, chosen, first, last, errors = await _choice(request, words(lang))
     if errors or chosen is None:
         raise Problem(422 if errors else 404, "; ".join(f"{k}: {v}" for k, v in errors.items()) or "no department")
     report = await department_report(services(request).db, chosen.id, first, last)
@@ -244,23 +190,31 @@ async def admin_report_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def charts(report: DepartmentReport, t: dict[str, str]) -> dict[str, str]:
-    stages = [Series(t[name], f"stage-{name}") for name in ("matched", "sent", "delivered", "failed")]
+def channel_names(t: Words) -> dict[str, str]:
+    """The channels' short names on this page (e-mail is 邮件 here, 电子邮件 on the forms)."""
+    return {"email": t.pgettext("admin", "E-mail"), "sms": t.pgettext("admin", "SMS"),
+            "wechat": t.pgettext("admin", "WeChat")}
+
+
+def charts(report: DepartmentReport, t: Words) -> dict[str, str]:
+    stages = [Series(t.gettext("Matched"), "stage-matched"), Series(t.gettext("Sent"), "stage-sent"),
+              Series(t.gettext("Delivered"), "stage-delivered"), Series(t.gettext("Failed"), "stage-failed")]
+    no_data, names = t.gettext("No data"), channel_names(t)
     recent = report.policies[-FUNNEL_MAX:]
-    funnel = bar_groups(t["funnel"], stages, [
+    funnel = bar_groups(t.gettext("Delivery funnel per policy"), stages, [
         Group(p.title, [p.messages.matched, p.messages.sent, p.messages.delivered, p.messages.failed]) for p in recent
-    ], empty=t["no_data"])
+    ], empty=no_data)
     channels = list(CHANNELS)
     days = stacked_columns(
-        t["days"], [Series(t.get(ch, ch), f"channel-{ch}") for ch in channels],
+        t.gettext("Messages sent per day, by channel"), [Series(names.get(ch, ch), f"channel-{ch}") for ch in channels],
         [d.day.strftime("%m-%d") for d in report.sent_per_day],
         [[d.by_channel.get(ch, 0) for d in report.sent_per_day] for ch in channels],
-        empty=t["no_data"],
+        empty=no_data,
     )
     reasons = sorted(
-        ((f"{t.get(ch, ch)} · {reason}", n) for ch, f in report.total.by_channel.items() for reason, n in f.failed_by_reason.items()),
+        ((f"{names.get(ch, ch)} · {reason}", n) for ch, f in report.total.by_channel.items() for reason, n in f.failed_by_reason.items()),
         key=lambda item: (-item[1], item[0]),
     )[:REASONS_MAX]
-    failures = bar_groups(t["reasons"], [Series(t["failed"], "stage-failed")],
-                          [Group(label, [n]) for label, n in reasons], empty=t["no_data"])
+    failures = bar_groups(t.gettext("Failure reasons"), [stages[-1]],
+                          [Group(label, [n]) for label, n in reasons], empty=no_data)
     return {"funnel": funnel, "days": days, "reasons": failures}

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 
 from pushsvc.cases.messages import CASE_PURPOSE, urls
 from pushsvc.core.case_states import LABELS
+from pushsvc.core.models import Locale
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.tokens import BadToken
 from pushsvc.http.pages import message_page, page
 from pushsvc.http.routing import endpoint, services
+from pushsvc.i18n import words
 from pushsvc.store.cases import case_with_department, timeline
 from pushsvc.web.qr_pages import image_response
-
-# The page's own words, in the applicant's language.
-WORDS: dict[str, dict[str, str]] = {
-    "zh-CN": {"heading": "办理进度", "case_no": "受理号", "applicant": "申请人", "department": "办理部门",
-              "status": "当前状态", "due_on": "承诺办结日期", "timeline": "办理过程", "late": "（已记录，晚于最新进度）"},
-    "zh-HK": {"heading": "辦理進度", "case_no": "受理號", "applicant": "申請人", "department": "辦理部門",
-              "status": "當前狀態", "due_on": "承諾辦結日期", "timeline": "辦理過程", "late": "（已記錄，早於最新進度）"},
-    "en": {"heading": "Application progress", "case_no": "Case No.", "applicant": "Applicant",
-           "department": "Handled by", "status": "Status", "due_on": "Due by", "timeline": "Timeline",
-           "late": "(recorded late)"},
-}
 
 
 def mask_name(name: str) -> str:
@@ -67,12 +58,14 @@ async def case_page(request: web.Request) -> web.Response:
     case = await _case(request, with_events=True)
     if isinstance(case, web.Response):
         return case
-    locale = case["locale"] if case["locale"] in WORDS else "zh-CN"
+    # The page is in the applicant's language.
+    locale = case["locale"] if case["locale"] in get_args(Locale) else "zh-CN"
+    said = words(locale)
     for event in case["events"]:
-        event["label"] = LABELS[locale][event["status"]]
+        event["label"] = said.gettext(LABELS[event["status"]])
         event["local_time"] = event["occurred_at"].astimezone(LOCAL_ZONE)
-    return page(request, "case.html", lang=locale, t=WORDS[locale], case=case,
-                status_label=LABELS[locale][case["status"]], applicant=mask_name(case["applicant_name"]))
+    return page(request, "case.html", lang=locale, case=case, status_label=said.gettext(LABELS[case["status"]]),
+                applicant=mask_name(case["applicant_name"]))
 
 
 @endpoint("GET", "/c/{token}/qr.png", summary="The case page's QR code (PNG), encoding its short link",

@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from pushsvc.core.links import policy_path, short_url
 from pushsvc.core.tokens import BadToken
 from pushsvc.delivery.digest import DIGEST_PURPOSE, digest_path
 from pushsvc.http.pages import message_page, page
 from pushsvc.http.routing import endpoint, services
-from pushsvc.policies.messages import policy_path, short_url
 from pushsvc.store.digests import get_digest
 from pushsvc.store.policies import listing
 from pushsvc.store.short_links import code_for

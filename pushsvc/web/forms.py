@@ -1,6 +1,7 @@
 """What every self-service page shares: the page's language (zh-CN unless `lang` says otherwise,
-the other two one click away), reading a posted form, and rendering with the words, the language
-links and a CSRF token for the page's forms."""
+the other two one click away), reading a posted form, and rendering in the page's language (words
+from the catalogues, `pushsvc.i18n`) with the service's fixed figures, the language links and a
+CSRF token for the page's forms."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from multidict import MultiDict, MultiDictProxy
 from redis.exceptions import RedisError
 
 from pushsvc.core.models import Locale
+from pushsvc.core.msgid import N_
 from pushsvc.core.rendering import DEFAULT_LOCALE
+from pushsvc.core.verification import CODE_TTL, CONFIRM_TTL, MANAGE_TTL
 from pushsvc.http.pages import page
 from pushsvc.http.routing import Handler, Param, read_body
+from pushsvc.i18n import words
+from pushsvc.subscriptions.codes import MESSAGES_PER_CONTACT
 from pushsvc.web import csrf
-from pushsvc.web.words import LANGUAGE_NAMES, page_words
 
 log = logging.getLogger(__name__)
 LOCALES: tuple[str, ...] = get_args(Locale)
@@ -27,6 +31,24 @@ FORM_MEDIA = "application/x-www-form-urlencoded"
 LANG = Param("lang", "page language: zh-CN (default), zh-HK or en")
 _FORM_BYTES = 64 * 1024  # the largest form (every group's attributes filled in) is a few KiB
 _FORM_FIELDS = 400
+# Each language by its own name: data, not a translation.
+LANGUAGE_NAMES = {"zh-CN": "简体中文", "zh-HK": "繁體中文", "en": "English"}
+# The durations and limits the pages' words state, from the code so the text cannot drift from them.
+FIGURES = {
+    "confirm_hours": int(CONFIRM_TTL.total_seconds() // 3600),
+    "code_minutes": int(CODE_TTL.total_seconds() // 60),
+    "link_minutes": int(MANAGE_TTL.total_seconds() // 60),
+    "limit": MESSAGES_PER_CONTACT.limit,
+}
+CHANNEL_LABELS = {"email": N_("E-mail"), "sms": N_("SMS"), "wechat": N_("WeChat")}
+# Words several pages say (msgids).
+EXPIRED_FORM = N_("This page had expired, or your browser kept no cookie: please send it again.")
+FORM_ERROR = N_("Please correct the marked fields and send the form again.")
+INVALID_PHONE = N_("Give a mainland China mobile number")
+USCC_TAKEN = N_("This organisation is already subscribed. Use the e-mail address or number it subscribed with "
+                "on the manage page to change it.")
+GONE_TITLE, GONE_TEXT = N_("No such subscription"), N_("This subscription no longer exists (it may have been deleted).")
+SUBSCRIBE_TITLE = N_("Subscribe to policy updates")
 
 
 def locale_of(request: web.Request, fields: MultiDictProxy[str] | MultiDict[str] | None = None,
@@ -59,8 +81,8 @@ def render(request: web.Request, template: str, *, locale: str, status: int = 20
            **context: Any) -> web.Response:
     """A self-service page in `locale`; `form` names the CSRF form its forms post as."""
     response = page(
-        request, template, status=status, lang=locale, t=page_words(locale), languages=language_links(request, locale),
-        csrf_field=csrf.FIELD, csrf=csrf.form_token(request, form) if form else "", **context,
+        request, template, status=status, lang=locale, languages=language_links(request, locale),
+        csrf_field=csrf.FIELD, csrf=csrf.form_token(request, form) if form else "", **FIGURES, **context,
     )
     csrf.set_cookie(request, response)
     # Personal data and one-time links: nothing here belongs in a shared cache.
@@ -70,11 +92,11 @@ def render(request: web.Request, template: str, *, locale: str, status: int = 20
 
 def notice(request: web.Request, locale: str, status: int, title: str, text: str,
            links: tuple[tuple[str, str], ...] = ()) -> web.Response:
-    """A page that only says something (`title`, `text` and `links` are words keys), such as an
-    expired link."""
-    t = page_words(locale)
-    return render(request, "notice.html", locale=locale, status=status, title=t[title], text=t[text],
-                  links=[(href, t[key]) for href, key in links])
+    """A page that only says something (`title`, `text` and the links' labels are msgids), such as
+    an expired link."""
+    said = words(locale)
+    return render(request, "notice.html", locale=locale, status=status, title=said.gettext(title),
+                  text=said.gettext(text), links=[(href, said.gettext(label)) for href, label in links])
 
 
 def minutes(seconds: float) -> int:
@@ -95,6 +117,7 @@ def redis_needed(handler: Handler) -> Handler:
             return await handler(request)
         except RedisError as exc:
             log.warning("a self-service page answered 503: Redis unavailable (%s)", type(exc).__name__)
-            return notice(request, locale_of(request), 503, "unavailable_title", "unavailable_text")
+            return notice(request, locale_of(request), 503, N_("Temporarily unavailable"),
+                          N_("The service cannot handle this request just now: please try again in a few minutes."))
 
     return run

@@ -13,7 +13,7 @@ from pushsvc.http.routing import endpoint, path_id, read_body, services
 from pushsvc.policies.lifecycle import LONG_FIELDS
 from pushsvc.store.departments import department_by_id
 from pushsvc.store.policies import get_policy, revisions
-from pushsvc.store.subscribers import remove_channel
+from pushsvc.subscriptions.changes import unsubscribe as leave_by_link
 
 # A policy no longer in force stays public: people who were told of it look it up, and the page says so.
 PUBLIC_STATUSES = ("publishing", "published", "repealed", "lapsed")
@@ -70,8 +70,6 @@ async def unsubscribe(request: web.Request) -> web.Response:
     if isinstance(target, web.Response):
         return target
     await read_body(request, 4096)
-    svc = services(request)
     subscriber_id, channel = target
-    async with svc.db.write() as conn:
-        await remove_channel(conn, subscriber_id, channel, source=f"{channel}:one-click")
+    await leave_by_link(services(request), subscriber_id, channel)
     return page(request, "unsubscribe.html", channel=channel, done=True)

@@ -13,11 +13,11 @@ from aiohttp import web
 from markupsafe import Markup
 
 from pushsvc.core.errors import FieldError
+from pushsvc.core.links import policy_path, short_url
 from pushsvc.core.qr import qr_png, qr_svg
 from pushsvc.http.pages import SECURITY_HEADERS, message_page, page
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import Param, endpoint, path_id, services
-from pushsvc.policies.messages import policy_path, short_url
 from pushsvc.store.departments import department_by_id
 from pushsvc.store.policies import get_policy
 from pushsvc.store.short_links import code_for, target_of

@@ -1,31 +1,32 @@
 """Subscribing from the public page (`/subscribe`, where a subscribe QR leads), and confirming:
-the e-mail link (`/confirm/{token}`) and the SMS code (`/verify`).
-
-Nothing is sent to a new subscriber but the confirmation until a contact is proven: the
-subscriber is `pending` with no channel on. Someone who is already subscribed gets a way into
-their subscription instead, and the page answers the same either way.
+the e-mail link (`/confirm/{token}`) and the SMS code (`/verify`). What subscribing does is
+pushsvc.subscriptions.signup; the page answers the same whether or not a contact is subscribed.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError
 
 from pushsvc.core.identifiers import mask_email, mask_phone, normalise_phone
 from pushsvc.core.tokens import BadToken
-from pushsvc.core.verification import ContactKeys, ContactKind, read_confirm_token
+from pushsvc.core.verification import ContactKind
 from pushsvc.http.routing import Param, endpoint, services
-from pushsvc.store.self_service import (
-    channels_on,
-    enrol,
-    subscriber_by_contact,
-    wanted_channels,
-)
-from pushsvc.store.subscribers import load_subscriber
+from pushsvc.i18n import words as page_words
+from pushsvc.subscriptions.proofs import Limited, linked_email, prove
+from pushsvc.subscriptions.signup import resend_code, sign_up
 from pushsvc.web import csrf
 from pushsvc.web.forms import (
+    CHANNEL_LABELS,
+    EXPIRED_FORM,
+    FIGURES,
+    FORM_ERROR,
     FORM_MEDIA,
+    GONE_TEXT,
+    GONE_TITLE,
+    INVALID_PHONE,
     LANG,
+    SUBSCRIBE_TITLE,
+    USCC_TAKEN,
     listed,
     locale_of,
     notice,
@@ -38,15 +39,13 @@ from pushsvc.web.proofs import (
     SUBSCRIBE_SOURCE,
     VERIFY_SOURCE,
     Rejected,
-    accept,
-    ask,
     bad_link,
-    check_code,
+    client_of,
+    limit_error,
     manage_path,
-    over_limit,
+    prove_code,
 )
-from pushsvc.web.subscription_form import Typed, check, prefilled, read_typed, view
-from pushsvc.web.words import page_words
+from pushsvc.web.subscription_form import Typed, check, prefilled, read_typed, uscc_field, view
 
 SUBSCRIBE_FORM, VERIFY_FORM, CONFIRM_FORM = "subscribe", "verify", "confirm"
 
@@ -54,7 +53,7 @@ SUBSCRIBE_FORM, VERIFY_FORM, CONFIRM_FORM = "subscribe", "verify", "confirm"
 def _form_page(request: web.Request, locale: str, typed: Typed, errors: dict[str, str], status: int = 200) -> web.Response:
     svc = services(request)
     if errors:
-        errors.setdefault("form", page_words(locale)["form_error"])
+        errors.setdefault("form", page_words(locale).gettext(FORM_ERROR))
     return render(request, "subscribe.html", locale=locale, status=status, form=SUBSCRIBE_FORM,
                   **view(typed, svc.catalogue, locale, page_words(locale), errors))
 
@@ -78,33 +77,20 @@ async def subscribe(request: web.Request) -> web.Response:
     words = page_words(locale)
     typed = read_typed(fields, svc.catalogue)
     if not csrf.valid(request, SUBSCRIBE_FORM, fields):
-        return _form_page(request, locale, typed, {"form": words["csrf"]}, status=403)
+        return _form_page(request, locale, typed, {"form": words.gettext(EXPIRED_FORM)}, status=403)
     sub, errors = check(typed, svc.catalogue, svc.settings.webhook_origins, words)
     if not typed.agree:
-        errors.setdefault("agree", words["must_agree"])
+        errors.setdefault("agree", words.gettext("Please read and tick the agreement."))
     if sub is None or errors:
         return _form_page(request, locale, typed, errors, status=422)
-    contacts: dict[ContactKind, str] = {k: v for k, v in (("email", sub.contacts.email), ("phone", sub.contacts.phone)) if v}
-    refused = await over_limit(request, contacts, words)
-    if refused:
-        return _form_page(request, locale, typed, refused, status=429)
-    try:
-        async with svc.db.write() as conn:
-            enrolment = await enrol(conn, sub, SUBSCRIBE_SOURCE)
-    except IntegrityError:  # a twin request (a double submit) stored the contact meanwhile: it is known now
-        async with svc.db.write() as conn:
-            enrolment = await enrol(conn, sub, SUBSCRIBE_SOURCE)
-    if enrolment.uscc_taken:
-        field = next((f"{g}.uscc" for g in sub.audiences if "uscc" in sub.audiences[g]), "form")
-        return _form_page(request, locale, typed, {field: words["uscc_taken"]}, status=409)
-    if enrolment.confirm is not None:
-        await ask(request, "confirmation", [(enrolment.confirm, kind) for kind in contacts])
-    else:
-        await ask(request, "manage_link", [(sid, kind) for kind, sid in enrolment.known.items()])
-    return render(request, "sent.html", locale=locale, form=VERIFY_FORM,
-                  email=mask_email(contacts["email"]) if "email" in contacts else None,
-                  phone=contacts.get("phone"), phone_shown=mask_phone(contacts["phone"]) if "phone" in contacts else None,
-                  errors={})
+    result = await sign_up(svc, sub, client_of(request), SUBSCRIBE_SOURCE)
+    if isinstance(result, Limited):
+        return _form_page(request, locale, typed, limit_error(result, words), status=429)
+    if result == "uscc_taken":
+        return _form_page(request, locale, typed, {uscc_field(sub): words.gettext(USCC_TAKEN)}, status=409)
+    email, phone = sub.contacts.email, sub.contacts.phone
+    return render(request, "sent.html", locale=locale, form=VERIFY_FORM, email=mask_email(email) if email else None,
+                  phone=phone, phone_shown=mask_phone(phone) if phone else None, errors={})
 
 
 # -- the SMS code ------------------------------------------------------------------------------------
@@ -126,23 +112,18 @@ async def verify_page(request: web.Request) -> web.Response:
           tag="pages", html=True, body_media=FORM_MEDIA, errors=(403, 413, 422, 429, 503))
 @redis_needed
 async def verify(request: web.Request) -> web.Response:
-    svc = services(request)
     fields = await read_form(request)
     locale = locale_of(request, fields)
     words = page_words(locale)
     phone_text = fields.get("phone", "")[:64]
     if not csrf.valid(request, VERIFY_FORM, fields):
-        return _verify_page(request, locale, phone_text, {"form": words["csrf"]}, status=403)
+        return _verify_page(request, locale, phone_text, {"form": words.gettext(EXPIRED_FORM)}, status=403)
     if fields.get("action") == "resend":
         return await _resend(request, locale, phone_text)
-    checked = await check_code(request, phone_text, fields.get("code", "")[:64], words)
-    if isinstance(checked, Rejected):
-        return _verify_page(request, locale, phone_text, checked.errors, status=checked.status)
-    sid, phone = checked
-    async with svc.db.write() as conn:
-        on = await accept(conn, sid, "phone", phone, VERIFY_SOURCE)
-    if on is None:
-        return _verify_page(request, locale, phone_text, {"code": words["no_code"]}, status=422)
+    proven = await prove_code(request, phone_text, fields.get("code", "")[:64], VERIFY_SOURCE, words)
+    if isinstance(proven, Rejected):
+        return _verify_page(request, locale, phone_text, proven.errors, status=proven.status)
+    sid, phone, on = proven
     return _confirmed(request, locale, sid, "phone", phone, on)
 
 
@@ -152,24 +133,22 @@ async def _resend(request: web.Request, locale: str, phone_text: str) -> web.Res
     try:
         phone = normalise_phone(phone_text)
     except ValueError:
-        return _verify_page(request, locale, phone_text, {"phone": words["invalid_phone"]}, status=422)
-    refused = await over_limit(request, {"phone": phone}, words)
-    if refused:
-        return _verify_page(request, locale, phone_text, refused, status=429)
-    async with services(request).db.read() as conn:
-        found = await subscriber_by_contact(conn, "phone", phone)
-        waiting = found is not None and "sms" in await wanted_channels(conn, found[0]) - await channels_on(conn, found[0])
-    if found is not None and waiting:
-        await ask(request, "confirmation", [(found[0], "phone")])
-    return _verify_page(request, locale, phone_text, {}, notice_text=words["resent"])
+        return _verify_page(request, locale, phone_text, {"phone": words.gettext(INVALID_PHONE)}, status=422)
+    limited = await resend_code(services(request), phone, client_of(request))
+    if limited is not None:
+        return _verify_page(request, locale, phone_text, limit_error(limited, words), status=429)
+    resent = words.gettext("If this number is waiting for a code, we have sent a new one "
+                           "(valid for %(code_minutes)s minutes).", code_minutes=FIGURES["code_minutes"])
+    return _verify_page(request, locale, phone_text, {}, notice_text=resent)
 
 
 def _confirmed(request: web.Request, locale: str, sid: int, via: ContactKind, contact: str, on: set[str]) -> web.Response:
     words = page_words(locale)
-    labels = [words[f"channel_{c}"] for c in ("email", "sms", "wechat") if c in on]
-    text = words["confirmed_text"].format(channels=listed(labels, locale))
+    labels = [words.gettext(CHANNEL_LABELS[c]) for c in CHANNEL_LABELS if c in on]
+    text = words.gettext("From the next policy that matches your choices, you will receive updates by: %(channels)s.",
+                         channels=listed(labels, locale))
     manage_url = manage_path(request, sid, via, contact, locale)
-    return render(request, "confirmed.html", locale=locale, text=text if labels else words["confirmed_nothing"],
+    return render(request, "confirmed.html", locale=locale, text=text if labels else words.gettext("Your contact is confirmed."),
                   manage_url=manage_url)
 
 
@@ -178,18 +157,15 @@ def _confirmed(request: web.Request, locale: str, sid: int, via: ContactKind, co
 
 async def _confirm_target(request: web.Request, locale: str) -> tuple[int, str] | web.Response:
     """(subscriber id, e-mail address) the link confirms, or the page saying why it doesn't."""
-    svc = services(request)
     try:
-        sid, digest = read_confirm_token(svc.signer, request.match_info["token"])
+        target = await linked_email(services(request), request.match_info["token"])
     except BadToken as exc:
         return bad_link(request, locale, exc)
-    async with svc.db.read() as conn:
-        sub = await load_subscriber(conn, sid)
-    email = sub["email"] if sub and sub["status"] != "erased" else None
-    if email is None or ContactKeys(svc.settings.secret_key).digest(email) != digest:
+    if target is None:
         # The address changed since, or the subscriber is gone: this link proves nothing now.
-        return notice(request, locale, 404, "gone_title", "gone_text", links=((f"/subscribe?lang={locale}", "subscribe_title"),))
-    return sid, email
+        return notice(request, locale, 404, GONE_TITLE, GONE_TEXT,
+                      links=((f"/subscribe?lang={locale}", SUBSCRIBE_TITLE),))
+    return target
 
 
 @endpoint("GET", "/confirm/{token}", summary="Confirm a subscription from the e-mailed link (a button posts it)",
@@ -212,10 +188,10 @@ async def confirm(request: web.Request) -> web.Response:
     if isinstance(target, web.Response):
         return target
     if not csrf.valid(request, CONFIRM_FORM, fields):
-        return render(request, "confirm.html", locale=locale, status=403, form=CONFIRM_FORM, error=page_words(locale)["csrf"])
+        return render(request, "confirm.html", locale=locale, status=403, form=CONFIRM_FORM,
+                      error=page_words(locale).gettext(EXPIRED_FORM))
     sid, email = target
-    async with services(request).db.write() as conn:
-        on = await accept(conn, sid, "email", email, CONFIRM_SOURCE)
+    on = await prove(services(request), sid, "email", email, CONFIRM_SOURCE)
     if on is None:
-        return notice(request, locale, 404, "gone_title", "gone_text")
+        return notice(request, locale, 404, GONE_TITLE, GONE_TEXT)
     return _confirmed(request, locale, sid, "email", email, on)

@@ -21,13 +21,20 @@ from pushsvc.channels import CHANNEL_CONTACTS
 from pushsvc.core.catalogue import Attribute, Catalogue
 from pushsvc.core.errors import FieldError
 from pushsvc.core.models import Frequency
+from pushsvc.core.msgid import N_
 from pushsvc.core.subscribers import ALL_DOMAINS, NewSubscriber, validate_subscriber
-from pushsvc.web.forms import LOCALES
-from pushsvc.web.words import LANGUAGE_NAMES
+from pushsvc.i18n import Words
+from pushsvc.web.forms import CHANNEL_LABELS, INVALID_PHONE, LANGUAGE_NAMES, LOCALES
 
 # The form field that holds each channel's contact, where "this channel needs a contact" is shown.
 CONTACT_FIELD = {"email": "email", "sms": "phone", "wechat": "wechat_openid"}
-_NEED_CONTACT = {"email": "need_email", "sms": "need_phone", "wechat": "need_wechat"}
+_NEED_CONTACT = {"email": N_("E-mail needs an e-mail address."), "sms": N_("SMS needs a mobile number."),
+                 "wechat": N_("WeChat needs an OpenID or a group robot URL.")}
+_INVALID = {"email": N_("This is not a valid e-mail address"), "phone": INVALID_PHONE,
+            "wechat_webhook": N_("Only WeCom group robot URLs are accepted")}
+_QUIET_BOTH = N_("Give both the start and the end (HH:MM).")
+FREQUENCY_LABELS = {"immediate": N_("As soon as a policy is published"), "daily": N_("A daily digest"),
+                    "weekly": N_("A weekly digest (Mondays)")}
 _TEXT_FIELDS = ("name", "email", "phone", "wechat_openid", "wechat_webhook", "frequency", "locale",
                 "quiet_start", "quiet_end")
 _MAX_TEXT = 600  # longer than any field accepts: validation names the field instead of truncating silently
@@ -122,42 +129,45 @@ def _data(t: Typed, catalogue: Catalogue) -> dict[str, Any]:
     return data
 
 
-def _placed(error: FieldError, t: Typed, words: dict[str, str]) -> tuple[str, str]:
+def _placed(error: FieldError, t: Typed, words: Words) -> tuple[str, str]:
     """(form field, message in the page's language) for one validation error. The detail, from
     the shared validation, is kept after the page's own words: it says exactly what is wrong."""
     path, detail = error.field, error.message
 
-    def invalid(word: str = "invalid") -> str:
-        return f"{words[word]} ({detail})"
+    def invalid(msgid: str = N_("Not valid")) -> str:
+        return f"{words.gettext(msgid)} ({detail})"
 
     if path.startswith("audiences."):
         group, _, attribute = path.removeprefix("audiences.").partition(".")
         if attribute:
-            return f"{group}.{attribute}", words["required"] if detail == "a value is required" else invalid()
+            required = detail == "a value is required"
+            return f"{group}.{attribute}", words.gettext("Please fill this in.") if required else invalid()
         return "group", invalid()
     if path == "audiences":
-        return "group", words["choose_group"] if not t.groups else invalid()
+        return "group", words.gettext("Choose at least one group.") if not t.groups else invalid()
     if path.startswith("domains"):
-        return "domain", words["choose_domain"] if not (t.domains or t.all_domains) else invalid()
+        if t.domains or t.all_domains:
+            return "domain", invalid()
+        return "domain", words.gettext("Choose at least one domain, or all domains.")
     if path.startswith("channels"):
         index = _INDEX.search(path)
         if not t.channels or index is None or int(index[1]) >= len(t.channels):
-            return "channel", words["choose_channel"]
+            return "channel", words.gettext("Choose at least one way to receive updates.")
         channel = t.channels[int(index[1])]
-        return CONTACT_FIELD[channel], words[_NEED_CONTACT[channel]]
+        return CONTACT_FIELD[channel], words.gettext(_NEED_CONTACT[channel])
     if path in ("email", "phone"):
-        return path, invalid(f"invalid_{path}")
+        return path, invalid(_INVALID[path])
     if path.startswith("wechat.webhook_url"):
-        return "wechat_webhook", invalid("invalid_webhook")
+        return "wechat_webhook", invalid(_INVALID["wechat_webhook"])
     if path.startswith("wechat"):
-        return "wechat_openid", words["invalid_openid"]
+        return "wechat_openid", words.gettext("Not a valid OpenID (6 to 64 letters, digits, underscores or hyphens)")
     if path.startswith("quiet_hours"):
-        return "quiet", words["quiet_both"]
+        return "quiet", words.gettext(_QUIET_BOTH)
     return (path if path in _TEXT_FIELDS else "form"), invalid()
 
 
 def check(t: Typed, catalogue: Catalogue, webhook_origins: tuple[str, ...],
-          words: dict[str, str]) -> tuple[NewSubscriber | None, dict[str, str]]:
+          words: Words) -> tuple[NewSubscriber | None, dict[str, str]]:
     """The subscriber to store, or the errors by form field (the first for each field)."""
     sub, errors = validate_subscriber(_data(t, catalogue), catalogue, CHANNEL_CONTACTS, webhook_origins)
     shown: dict[str, str] = {}
@@ -165,10 +175,16 @@ def check(t: Typed, catalogue: Catalogue, webhook_origins: tuple[str, ...],
         key, message = _placed(error, t, words)
         shown.setdefault(key, message)
     if not (t.email or t.phone):  # the contact a person proves, now and to manage it later
-        shown.setdefault("email", words["need_proof"])
+        shown.setdefault("email",
+                         words.gettext("Give an e-mail address or a mobile number, to confirm your subscription."))
     if bool(t.quiet_start) != bool(t.quiet_end):
-        shown.setdefault("quiet", words["quiet_both"])
+        shown.setdefault("quiet", words.gettext(_QUIET_BOTH))
     return (None if shown else sub), shown
+
+
+def uscc_field(sub: NewSubscriber) -> str:
+    """The form field of the organisation's USCC, where "someone else subscribed it" is shown."""
+    return next((f"{g}.uscc" for g in sub.audiences if "uscc" in sub.audiences[g]), "form")
 
 
 def _control(attribute: Attribute) -> str:
@@ -177,7 +193,7 @@ def _control(attribute: Attribute) -> str:
     return {"boolean": "bool", "integer": "integer", "date": "date"}.get(attribute.type, "text")
 
 
-def view(t: Typed, catalogue: Catalogue, locale: str, words: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+def view(t: Typed, catalogue: Catalogue, locale: str, words: Words, errors: dict[str, str]) -> dict[str, Any]:
     """What the form template draws: every group with its attributes, the domains by category,
     the channels, frequencies and languages, each with what was chosen and any error."""
     groups = []
@@ -202,7 +218,8 @@ def view(t: Typed, catalogue: Catalogue, locale: str, words: dict[str, str], err
     ]
     return {
         "v": t, "errors": errors, "groups": groups, "categories": categories,
-        "channels": [{"name": c, "label": words[f"channel_{c}"], "checked": c in t.channels} for c in CHANNEL_CONTACTS],
-        "frequencies": [(f, words[f"frequency_{f}"]) for f in get_args(Frequency)],
+        "channels": [{"name": c, "label": words.gettext(CHANNEL_LABELS[c]), "checked": c in t.channels}
+                     for c in CHANNEL_CONTACTS],
+        "frequencies": [(f, words.gettext(FREQUENCY_LABELS[f])) for f in get_args(Frequency)],
         "locales": [(code, LANGUAGE_NAMES[code]) for code in LOCALES],
     }

@@ -30,16 +30,19 @@ import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import aiohttp
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pushsvc.channels.base import Channel, HasContacts, Message, Outcome, Recipient
+from pushsvc import redis_keys
+from pushsvc.channels.base import Channel
 from pushsvc.channels.wechat import http, robot, template
 from pushsvc.channels.wechat.token import AccessTokens, TokenUnavailable
+from pushsvc.core.clock import now
+from pushsvc.core.messages import HasContacts, Message, Outcome, Recipient
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.subscribers import check_webhook_url
 from pushsvc.core.tokens import TokenSigner, unsubscribe_token
@@ -115,7 +118,7 @@ class WechatChannel(Channel):
             connector=aiohttp.TCPConnector(limit=s.wechat_connections),
         )
         self._redis = Redis.from_url(s.redis_url)
-        self._limiter = RateLimiter(self._redis, namespace="ratelimit:wechat-robot")
+        self._limiter = RateLimiter(self._redis, redis_keys.WECHAT_ROBOT_LIMITS)
         self._tokens = AccessTokens(self._redis, s.wechat_appid, self._fetch_token, s.wechat_timeout)
         await self._template_pace.start()
 
@@ -236,7 +239,7 @@ class WechatChannel(Channel):
         if not slot.granted:
             return Outcome(
                 did, "held", f"robot key at its limit; next slot in {slot.wait:.0f} s",
-                not_before=datetime.now(timezone.utc) + timedelta(seconds=slot.wait),
+                not_before=now() + timedelta(seconds=slot.wait),
             )
         reply = await http.call(self._http, "POST", url, body=body)
         return robot.robot_outcome(did, reply)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pushsvc.channels.base import Outcome
 from pushsvc.channels.wechat.http import Reply
+from pushsvc.core.messages import Outcome
 
 MARKDOWN_MAX_BYTES = 4096
 FOOTER_ROOM = 320  # bytes kept for a footer line: its words and a /u/<token> link

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pushsvc.channels.base import Outcome
 from pushsvc.channels.wechat.http import Reply
+from pushsvc.core.messages import Outcome
 from pushsvc.core.rendering import RenderError
 
 FIELD_MAX_CHARS = 20

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
+from pushsvc import redis_keys
+
 _POLL_SECONDS = 0.05
 _REFRESH_MARGIN_SECONDS = 300  # "shortly before": or a tenth of expires_in, if that is shorter
 
@@ -46,8 +48,8 @@ class AccessTokens:
 
     def __init__(self, redis: Redis, account: str, fetch: Fetch, fetch_timeout: float) -> None:
         self._redis = redis
-        self._key = f"wechat:token:{account}"
-        self._lock_key = f"wechat:token-lock:{account}"
+        self._key = redis_keys.wechat_token(account)
+        self._lock_key = redis_keys.wechat_token_lock(account)
         self._fetch = fetch
         # The lock outlives a fetch that hangs until its timeout; waiters give up a little later.
         self._lock_ms = int((fetch_timeout + 1) * 1000)

@@ -40,11 +40,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pushsvc.channels.wechat.robot import (
-    MARKDOWN_MAX_BYTES,
-    NEWS_DESCRIPTION_MAX_BYTES,
-    NEWS_TITLE_MAX_BYTES,
-)
+from pushsvc.channels.wechat.robot import MARKDOWN_MAX_BYTES, NEWS_DESCRIPTION_MAX_BYTES, NEWS_TITLE_MAX_BYTES
 from pushsvc.channels.wechat.template import FIELD_MAX_CHARS
 from pushsvc.settings import Settings
 

@@ -1,0 +1,46 @@
+"""Every Redis key pushsvc writes, all under `pushsvc:`, so one Redis can serve other programs and
+`redis-cli --scan --pattern 'pushsvc:*'` shows all of ours. arq's own keys (`arq:queue`,
+`arq:job:<id>`, ...) are arq's business and are not listed here.
+
+A leaf module: it imports nothing of pushsvc, so every layer (channels included) may use it.
+"""
+
+from __future__ import annotations
+
+PREFIX = "pushsvc"
+
+# Ids of cases with something to send, oldest first (pushsvc.cases.dispatcher): a Redis list;
+# an id twice is harmless.
+CASES_DUE = f"{PREFIX}:cases:due"
+# Held by the one digest run at a time (pushsvc.delivery.digest).
+DIGEST_LOCK = f"{PREFIX}:digest:lock"
+# The workers' shared counters, one hash (pushsvc.metrics): field "<counter>|<label value>|…" -> count.
+METRICS = f"{PREFIX}:metrics"
+
+
+def rate_limits(family: str) -> str:
+    """The namespace of one family of sliding-window limits (`pushsvc.ratelimit.RateLimiter`):
+    each limited thing (a key, an address, a provider) is a list under `<namespace>:`."""
+    return f"{PREFIX}:ratelimit:{family}"
+
+
+API_LIMITS = rate_limits("api")  # per department key or admin token (pushsvc.http.limits)
+PAGE_LIMITS = rate_limits("pages")  # per client address on the public pages (pushsvc.http.limits)
+PROVIDER_PACE = rate_limits("provider")  # per provider: smtp, sms, wechat-template (pushsvc.ratelimit)
+WECHAT_ROBOT_LIMITS = rate_limits("wechat-robot")  # per robot webhook key (pushsvc.channels.wechat)
+SELF_SERVICE_LIMITS = rate_limits("selfservice")  # per contact and client address (pushsvc.subscriptions.codes)
+
+
+def sms_code(contact_digest: str) -> str:
+    """A one-time SMS code, under the keyed digest of its number: no phone number in a key."""
+    return f"{PREFIX}:selfservice:code:{contact_digest}"
+
+
+def wechat_token(account: str) -> str:
+    """The Official Account's access token shared by the workers (pushsvc.channels.wechat.token)."""
+    return f"{PREFIX}:wechat:token:{account}"
+
+
+def wechat_token_lock(account: str) -> str:
+    """Held by the one worker fetching a new access token."""
+    return f"{PREFIX}:wechat:token-lock:{account}"
