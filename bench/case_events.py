@@ -34,7 +34,7 @@ import redis as redis_sync
 
 from bench.common import cpu_count, fresh_database, sqlite_url, stop_processes
 from bench.fanout_sms import _own_postgres_database, _wait_http, free_port
-from pushsvc.core.case_states import LABELS
+from pushsvc.cases.messages import status_labels
 from pushsvc.settings import REPO_ROOT
 
 ADMIN = "bench-admin-token-0123456789"
@@ -93,7 +93,7 @@ async def measure(api: str, stub: str, n: int, concurrency: int) -> dict[str, An
         drained = time.perf_counter() - started - posting
         async with session.get(f"{stub}/_stub/messages") as resp:
             messages = await resp.json()
-    words = {LABELS["zh-CN"][s]: s for s in JOURNEY}
+    words = {status_labels(s)["zh-CN"]: s for s in JOURNEY}
     latencies = []
     for m in messages:
         label = next(w for w in sorted(words, key=len, reverse=True) if w in m["text"])
