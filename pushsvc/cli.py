@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from pushsvc.core.catalogue import CatalogueError, load_catalogue
 from pushsvc.logs import configure_logging
 from pushsvc.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
 Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
+# Who, in the audit log, for what an operator does on the command line.
+CLI_ACTOR = "cli"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -85,6 +92,109 @@ def _departments_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_create(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from pushsvc.core.models import KeyIn
+    from pushsvc.store import audit
+    from pushsvc.store.keys import active_key_named, issue_key
+
+    try:
+        args.name = KeyIn(name=args.name, kind=args.kind).name.strip()
+    except ValidationError:
+        print("--name: give 1 to 100 characters, not blank, no control characters", file=sys.stderr)
+        return 2
+
+    async def run(conn: AsyncConnection) -> str | None:
+        if await active_key_named(conn, args.department_id, args.name):
+            return None
+        row, key = await issue_key(conn, args.department_id, args.name, args.kind)
+        await audit.record(conn, CLI_ACTOR, "key.issue", None, key_id=row["id"], name=args.name, kind=args.kind,
+                           department=args.department_id)
+        print(f"key {row['id']} '{args.name}' ({args.kind}) issued; API key (shown once, store it now):")
+        return key
+
+    key = _with_department(args.department_id, run)
+    if key is None:
+        print(f"--name: department {args.department_id} has a key named '{args.name}' in use", file=sys.stderr)
+        return 1
+    print(key)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from pushsvc.core.quiet_hours import local_time
+    from pushsvc.store.keys import list_keys
+
+    async def run(conn: AsyncConnection) -> bool:
+        for k in await list_keys(conn, args.department_id):
+            used = local_time(k["last_used_at"]) if k["last_used_at"] else "never used"
+            state = f"revoked {local_time(k['revoked_at'])}" if k["revoked_at"] else "active"
+            print(f"{k['id']}\t{k['name']}\t{k['kind']}\t{k['prefix']}…\tcreated {local_time(k['created_at'])}"
+                  f"\t{used}\t{state}")
+        return True
+
+    return 0 if _with_department(args.department_id, run) else 1
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from pushsvc.store import audit
+    from pushsvc.store.keys import revoke_key
+
+    async def run(conn: AsyncConnection) -> bool:
+        row = await revoke_key(conn, args.department_id, args.key_id)
+        if row is not None:
+            await audit.record(conn, CLI_ACTOR, "key.revoke", None, key_id=args.key_id, department=args.department_id)
+        return row is not None
+
+    if not _with_department(args.department_id, run):
+        print(f"KEY_ID: department {args.department_id} has no key {args.key_id}", file=sys.stderr)
+        return 1
+    print(f"key {args.key_id} revoked: refused from the next request on")
+    return 0
+
+
+def _with_department(department_id: int, run: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """`run` in one write transaction, once the department is known to exist."""
+    from pushsvc.store.db import Database
+    from pushsvc.store.departments import department_by_id
+
+    settings = _checked_settings()
+
+    async def main() -> T:
+        db = Database(settings.database_url)
+        try:
+            async with db.write() as conn:
+                if await department_by_id(conn, department_id) is None:
+                    raise SystemExit(f"--department-id: no department {department_id}")
+                return await run(conn)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+def _audit_purge(args: argparse.Namespace) -> int:
+    from pushsvc.core.clock import now
+    from pushsvc.store.audit import RETENTION_YEARS, purge_before
+    from pushsvc.store.db import Database
+
+    settings = _checked_settings()
+    at = now()
+    cutoff = at.replace(year=at.year - RETENTION_YEARS, day=28 if (at.month, at.day) == (2, 29) else at.day)
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            async with db.write() as conn:
+                return await purge_before(conn, cutoff)
+        finally:
+            await db.close()
+
+    print(f"{asyncio.run(run())} audit entries older than {RETENTION_YEARS} years deleted")
+    return 0
+
+
 def _subscribers_import(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
@@ -106,7 +216,7 @@ def _subscribers_import(args: argparse.Namespace) -> int:
             with path.open(encoding="utf-8-sig", newline="") as lines, Progress() as progress:
                 task = progress.add_task(f"importing {path.name}", total=total_rows)
                 report = await import_csv(
-                    svc, lines, source=f"import:{path.name}", department_id=args.department_id,
+                    svc, lines, source=f"import:{path.name}", actor=CLI_ACTOR, department_id=args.department_id,
                     channel_contacts=CHANNEL_CONTACTS, progress=lambda row: progress.update(task, completed=row - 1),
                 )
                 progress.update(task, completed=total_rows)
@@ -116,13 +226,14 @@ def _subscribers_import(args: argparse.Namespace) -> int:
 
     report = asyncio.run(run())
     rejected = report["rejected"]
-    assert isinstance(rejected, list)
-    print(f"imported {report['imported']}, merged {report['merged']}, rejected {len(rejected)}")
+    more = report["rejected_more"]
+    assert isinstance(rejected, list) and isinstance(more, int)
+    print(f"imported {report['imported']}, merged {report['merged']}, rejected {len(rejected) + more}")
     for item in rejected[:50]:
         for err in item["errors"]:
             print(f"  row {item['row']}: {err['field']}: {err['message']}")
     if len(rejected) > 50:
-        print(f"  ... and {len(rejected) - 50} more rejected rows")
+        print(f"  ... and {len(rejected) + more - 50} more rejected rows")
     return 0 if not rejected else 1
 
 
@@ -174,6 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the department's name, unique")
     p.add_argument("--domains", required=True, help="comma-separated policy domain slugs it may publish in")
     p.add_argument("--contact-email", default=None, help="where the department is alerted")
+    keys = deps_sub.add_parser("keys", help="Manage a department's API keys.", description="Manage a department's API keys.")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+    p = add("create", _keys_create, "Issue a named API key and print it (shown once).", keys_sub)
+    p.add_argument("--department-id", type=int, required=True, help="the department the key acts for")
+    p.add_argument("--name", required=True, help="what the key is for, e.g. 'case system'")
+    p.add_argument("--kind", choices=("live", "test"), default="live", help="test keys reach only simulated contacts")
+    p = add("list", _keys_list, "List the department's keys: id, name, kind, prefix, created, last used, revoked.", keys_sub)
+    p.add_argument("--department-id", type=int, required=True, help="the department")
+    p = add("revoke", _keys_revoke, "Revoke a key: every API process refuses it from the next request on.", keys_sub)
+    p.add_argument("--department-id", type=int, required=True, help="the department")
+    p.add_argument("key_id", metavar="KEY_ID", type=int, help="the key's id (from `list`)")
+
+    aud = sub.add_parser("audit", help="The audit log.", description="The audit log.")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True, metavar="AUDIT_COMMAND")
+    add("purge", _audit_purge, "Delete audit entries older than the retention period (3 years); run daily from cron.",
+        aud_sub)
 
     subs = sub.add_parser("subscribers", help="Manage subscribers.", description="Manage subscribers.")
     subs_sub = subs.add_subparsers(dest="subscribers_command", required=True, metavar="SUBSCRIBERS_COMMAND")

@@ -1,5 +1,5 @@
-"""Log lines: JSON (one object a line) or text, every line with phone numbers and e-mail addresses
-masked, and the request id carried from an HTTP request into the jobs it starts.
+"""Log lines: JSON (one object a line) or text, every line with phone numbers, e-mail addresses and
+the tokens of token-bearing paths masked, and the request id carried from an HTTP request into the jobs it starts.
 
 Masking is applied to the finished line (message, exception and stack), not at the call sites:
 whatever a library or a future log call puts in a line, no contact leaves the process unmasked.
@@ -40,6 +40,9 @@ _PHONE = re.compile(r"(?<![\d+])(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ -]?\d){8}(?!\
 # query keys: "/v1/x?to=a@b.cn" masks as "/v1/x?to=a***@b.cn".
 _EMAIL = re.compile(r"[\w.!#$%'*+^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _SEPARATORS = re.compile(r"[ -]")
+# Paths whose segment after the prefix is a bearer secret (signed tokens, short and digest codes):
+# whoever reads a log must not be able to open the page. Masked wherever a line quotes one.
+_TOKEN_PATH = re.compile(r"(/(?:u|c|confirm|manage|s|d)/)[^/?#\s\"'<>]+")
 
 
 def _masked_phone(match: re.Match[str]) -> str:
@@ -51,6 +54,16 @@ def _masked_phone(match: re.Match[str]) -> str:
 def mask_contacts(text: str) -> str:
     """Every phone number and e-mail address in `text`, masked as identifiers.py masks them."""
     return _PHONE.sub(_masked_phone, _EMAIL.sub(lambda m: mask_email(m.group()), text))
+
+
+def mask_token_paths(text: str) -> str:
+    """Every token-bearing path in `text` with its token as `***`: "/manage/eyJ…/data.json" → "/manage/***/data.json"."""
+    return _TOKEN_PATH.sub(r"\1***", text)
+
+
+def mask_line(text: str) -> str:
+    """What every log line goes through: contacts and token-bearing paths masked."""
+    return mask_token_paths(mask_contacts(text))
 
 
 def accepted_request_id(header: str | None) -> str:
@@ -101,15 +114,15 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": mask_contacts(record.getMessage()),
+            "message": mask_line(record.getMessage()),
             "request_id": request_id,
         }
         if job_id:
             line["job_id"] = job_id
         if record.exc_info:
-            line["exception"] = mask_contacts(self.formatException(record.exc_info))
+            line["exception"] = mask_line(self.formatException(record.exc_info))
         if record.stack_info:
-            line["stack"] = mask_contacts(self.formatStack(record.stack_info))
+            line["stack"] = mask_line(self.formatStack(record.stack_info))
         # ensure_ascii=False: Chinese text (and arq's arrows) stay readable in the log.
         return json.dumps(line, ensure_ascii=False, default=str)
 
@@ -123,7 +136,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ids = " ".join(i for i in _ids(record) if i)
         record.ids = f" [{ids}]" if ids else ""
-        return mask_contacts(super().format(record))
+        return mask_line(super().format(record))
 
 
 def configure_logging(fmt: LogFormat, level: int = logging.INFO) -> None:

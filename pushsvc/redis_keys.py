@@ -44,3 +44,9 @@ def wechat_token(account: str) -> str:
 def wechat_token_lock(account: str) -> str:
     """Held by the one worker fetching a new access token."""
     return f"{PREFIX}:wechat:token-lock:{account}"
+
+
+def admin_session(session_digest: str) -> str:
+    """A signed-in admin session (pushsvc.web.admin_sessions), under the SHA-256 of its id: a copy of
+    Redis holds no session that could be replayed."""
+    return f"{PREFIX}:admin:session:{session_digest}"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,13 +168,20 @@ class Api:
         return body
 
 
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Api]:
+    """The application on a loopback port, as one API process; several share the database and Redis."""
     server = TestServer(build_app(settings), host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
         yield Api(session, str(server.make_url("")).rstrip("/"))
     await server.close()
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    async with serving(settings) as client:
+        yield client
 
 
 class Workers:

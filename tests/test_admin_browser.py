@@ -13,7 +13,8 @@ import pytest
 from pushsvc.core.tokens import TokenSigner
 from pushsvc.dev.stubs.smtp_sink import SmtpSink
 from pushsvc.web import csrf
-from pushsvc.web.admin_pages import SESSION, SESSION_COOKIE
+from pushsvc.web.admin_pages import SESSION_COOKIE
+from pushsvc.web.admin_sessions import SESSION
 from tests.conftest import ADMIN, SECRET, Api, Workers, eventually, screenshot_path
 from tests.test_api_foundation import POLICY
 from tests.test_fanout_email import seed

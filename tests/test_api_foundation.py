@@ -56,8 +56,9 @@ POLICY = {
 async def test_department_keys_and_auth(api: Api) -> None:
     dept = await api.department()
     assert dept["api_key"].startswith("psk_")
+    # A valid department key on an admin endpoint: known, but without the right (issue 13: 403, was 401).
     status, body = await api.call("POST", "/v1/departments", dept["api_key"], json={"name": "x", "domains": ["healthcare"]})
-    assert status == 401 and body["status"] == 401
+    assert status == 403 and body["status"] == 403
     status, body = await api.call("POST", "/v1/departments", None, json={"name": "x", "domains": ["healthcare"]})
     assert status == 401
     status, body = await api.call("POST", "/v1/departments", ADMIN, json={"name": "市人社局", "domains": ["healthcare"]})

@@ -434,6 +434,11 @@ async def test_manage_answers_alike_then_pauses_leaves_exports_and_erases(
     await person.get(confirm_path)
     status, html = await person.submit(confirm_path, {})
     assert status == 200 and await channels_of(settings_env, sid) == {"email"}
+    # The old link went to the old address: it opens nothing now; the confirmed page links a new one.
+    assert (await person.get(path))[0] == 410
+    new_link = re.search(r'href="(/manage/[^"?]+)', html)
+    assert new_link
+    path = new_link[1]
 
     # Their data, as JSON, and a tampered form token: refused, nothing changed.
     status, body, headers = await person.open("GET", f"{path}/data.json")

@@ -93,7 +93,7 @@ async def test_rejects_listed_addresses_and_keeps_the_rest(sink: SmtpSink) -> No
     sink.set_faults(reject={"Gone@Example.com"})
     errors = await send(sink, ["ok@example.com", "gone@example.com"], raw_message("x"))
     assert {a: (r.code, r.message) for a, r in errors.items()} == {
-        "gone@example.com": (550, "5.1.1 mailbox unavailable")
+        "gone@example.com": (550, "5.1.1 <gone@example.com>: mailbox unavailable")
     }
     assert sink.messages()[0].rcpt_tos == ("ok@example.com",)
 

@@ -276,7 +276,7 @@ async def test_permanent_refusals_fail_with_their_reason(stub: Stub, api: Api, w
     assert final["sent"] == 1 and final["failed"] == 2
     status, page = await api.call("GET", f"/v1/policies/{policy['id']}/deliveries?status=failed", key)
     errors = sorted(item["error"] for item in page["items"])
-    assert errors[0].startswith("43004") and "follow" in errors[0]
+    assert errors[0] == "43004"  # the code only: a provider's text may quote the recipient
     assert errors[1].startswith("93000")
     assert all(item["attempts"] == 1 for item in page["items"])  # never retried
 

@@ -2,6 +2,7 @@
 the package registers every endpoint of its modules."""
 
 from pushsvc.api import (  # noqa: F401  (each module registers its endpoints)
+    audit,
     cases,
     dead_letters,
     departments,

@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from pushsvc.cases.erase import erase_applicant
 from pushsvc.cases.intake import CaseIntake, checked_event
 from pushsvc.cases.opening import open_case
 from pushsvc.cases.view import case_out, own_case
@@ -61,6 +62,15 @@ async def post_case_event(request: web.Request) -> web.Response:
 async def get_case(request: web.Request) -> web.Response:
     return json_response(await own_case(services(request), caller(request).department_id or 0,
                                         request.match_info["case_no"]))
+
+
+@endpoint("DELETE", "/v1/cases/{case_no}/applicant", summary="Erase the applicant: name, contacts and notes go; "
+          "the case and its timeline stay for the figures, and further events tell nobody", tag="cases",
+          auth="department", status=204, errors=(401, 404))
+async def delete_case_applicant(request: web.Request) -> web.Response:
+    who = caller(request)
+    await erase_applicant(services(request), who.department_id or 0, request.match_info["case_no"], who.actor)
+    return web.Response(status=204)
 
 
 @endpoint("GET", "/v1/cases", summary="The department's cases; overdue=true: only open ones past their due date",

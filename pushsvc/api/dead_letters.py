@@ -27,6 +27,7 @@ from pushsvc.http.routing import (
     next_cursor,
     services,
 )
+from pushsvc.store import audit
 from pushsvc.store.dead_letters import department_deliveries
 from pushsvc.store.policies import STATUSES
 
@@ -80,6 +81,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
         reason, retryable = failure_reason(row["error"]) if row["status"] == "failed" else (None, False)
         items.append(LedgerItem(**row, reason=reason, retryable=retryable))
     more = len(rows) > limit
+    await audit.record(services(request), caller(request).actor, "deliveries.read", [i.subscriber_id for i in items],
+                       status=status)
     return json_response(LedgerPage(items=items, next_cursor=next_cursor(items[-1].id) if more else None))
 
 

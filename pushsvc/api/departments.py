@@ -1,18 +1,22 @@
-"""Departments: created by the admin, each with a key shown once."""
+"""Departments: created by the admin, each with a first key; their named API keys issued (each
+shown once), listed and revoked by the admin or the department itself."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from pushsvc.core.errors import FieldError
-from pushsvc.core.models import DepartmentIn, DepartmentOut
+from pushsvc.core.models import DepartmentIn, DepartmentOut, KeyIn, KeyInfo, KeyList, KeyOut
+from pushsvc.http.auth import caller
 from pushsvc.http.problems import Problem, invalid
-from pushsvc.http.routing import endpoint, json_body, json_response, parse_model, services
-from pushsvc.store.departments import DuplicateDepartment, create_department
+from pushsvc.http.routing import endpoint, json_body, json_response, parse_model, path_id, services
+from pushsvc.store import audit
+from pushsvc.store.departments import DuplicateDepartment, create_department, department_by_id
+from pushsvc.store.keys import active_key_named, issue_key, list_keys, revoke_key
 
 
 @endpoint("POST", "/v1/departments", summary="Create a department and issue its API key", tag="departments",
-          auth="admin", body=DepartmentIn, response=DepartmentOut, status=201, errors=(400, 401, 409, 422))
+          auth="admin", body=DepartmentIn, response=DepartmentOut, status=201, errors=(400, 401, 403, 409, 422))
 async def post_department(request: web.Request) -> web.Response:
     data = parse_model(DepartmentIn, await json_body(request))
     svc = services(request)
@@ -30,3 +34,58 @@ async def post_department(request: web.Request) -> web.Response:
     except DuplicateDepartment:
         raise Problem(409, f"a department named '{data.name}' exists", [FieldError("name", "already taken")]) from None
     return json_response(DepartmentOut(id=dept_id, name=data.name.strip(), domains=domains, api_key=key), status=201)
+
+
+def _own_department(request: web.Request) -> int:
+    """The department of the path, if the caller may manage its keys: the admin any, a department
+    key its own (until the console's roles say which of a department's people may)."""
+    department_id = path_id(request)
+    who = caller(request)
+    if not who.is_admin and who.department_id != department_id:
+        raise Problem(403, "a department key manages its own department's keys only")
+    return department_id
+
+
+async def _existing(request: web.Request, department_id: int) -> None:
+    async with services(request).db.read() as conn:
+        if await department_by_id(conn, department_id) is None:
+            raise Problem(404, "no such department")
+
+
+@endpoint("POST", "/v1/departments/{id}/keys", summary="Issue another named API key (shown once)", tag="departments",
+          auth="department_or_admin", body=KeyIn, response=KeyOut, status=201, errors=(400, 401, 403, 404, 409, 422))
+async def post_key(request: web.Request) -> web.Response:
+    department_id = _own_department(request)
+    data = parse_model(KeyIn, await json_body(request))
+    name = data.name.strip()
+    await _existing(request, department_id)
+    async with services(request).db.write() as conn:
+        if await active_key_named(conn, department_id, name):
+            raise Problem(409, f"a key named '{name}' is in use", [FieldError("name", "already taken by a key not revoked")])
+        row, key = await issue_key(conn, department_id, name, data.kind)
+        await audit.record(conn, caller(request).actor, "key.issue", None, key_id=row["id"], name=name,
+                           kind=data.kind, department=department_id)
+    return json_response(KeyOut(id=row["id"], name=row["name"], kind=row["kind"], api_key=key), status=201)
+
+
+@endpoint("GET", "/v1/departments/{id}/keys", summary="The department's API keys (never the keys themselves)",
+          tag="departments", auth="department_or_admin", response=KeyList, errors=(401, 403, 404))
+async def get_keys(request: web.Request) -> web.Response:
+    department_id = _own_department(request)
+    await _existing(request, department_id)
+    async with services(request).db.read() as conn:
+        rows = await list_keys(conn, department_id)
+    return json_response(KeyList(items=[KeyInfo(**r) for r in rows]))
+
+
+@endpoint("DELETE", "/v1/departments/{id}/keys/{key_id}", summary="Revoke a key: refused from the next request on",
+          tag="departments", auth="department_or_admin", status=204, errors=(401, 403, 404))
+async def delete_key(request: web.Request) -> web.Response:
+    department_id = _own_department(request)
+    key_id = path_id(request, "key_id")
+    async with services(request).db.write() as conn:
+        row = await revoke_key(conn, department_id, key_id)
+        if row is None:
+            raise Problem(404, "no such key")
+        await audit.record(conn, caller(request).actor, "key.revoke", None, key_id=key_id, department=department_id)
+    return web.Response(status=204)

@@ -42,6 +42,7 @@ from pushsvc.policies.publish import publish
 from pushsvc.policies.repeal import repeal
 from pushsvc.policies.revise import revise
 from pushsvc.policies.validation import CHANNELS, Publisher
+from pushsvc.store import audit
 from pushsvc.store.policies import STATUSES, list_deliveries
 
 
@@ -113,6 +114,8 @@ async def policy_deliveries(request: web.Request) -> web.Response:
                                      after_id=after_cursor(request), limit=limit + 1, notice=notice)
     more = len(rows) > limit
     rows = rows[:limit]
+    await audit.record(svc, caller(request).actor, "deliveries.read", [r["subscriber_id"] for r in rows],
+                       policy_id=policy["id"])
     return json_response(DeliveryPage(items=[DeliveryOut(**r) for r in rows],
                                       next_cursor=next_cursor(rows[-1]["id"]) if more else None))
 
@@ -123,7 +126,9 @@ async def policy_deliveries(request: web.Request) -> web.Response:
 async def explain_policy(request: web.Request) -> web.Response:
     policy = await own_policy(request)
     sid = int_param(request, "subscriber_id", lo=1, hi=2**63 - 1)
-    return json_response(await explain_match(services(request), policy, sid))
+    out = await explain_match(services(request), policy, sid, department_id=caller(request).department_id)
+    await audit.record(services(request), caller(request).actor, "subscriber.explain", sid, policy_id=policy["id"])
+    return json_response(out)
 
 
 @endpoint("POST", "/v1/policies/{id}/revise",

@@ -12,6 +12,7 @@ from pushsvc.core.models import ImportResult, QuietHours, SubscriberIn, Subscrib
 from pushsvc.http.auth import caller
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import endpoint, json_body, json_response, path_id, read_body, services
+from pushsvc.store import audit
 from pushsvc.subscriptions import subscribers
 from pushsvc.subscriptions.importing import import_csv
 
@@ -51,6 +52,7 @@ async def post_subscriber(request: web.Request) -> web.Response:
     who = caller(request)
     row = await subscribers.create(services(request), await json_body(request), source=who.source,
                                    department_id=who.department_id)
+    await audit.record(services(request), who.actor, "subscriber.create", row["id"])
     return json_response(subscriber_out(row), status=201)
 
 
@@ -58,6 +60,7 @@ async def post_subscriber(request: web.Request) -> web.Response:
           auth="department_or_admin", response=SubscriberOut, errors=(401, 404))
 async def get_subscriber(request: web.Request) -> web.Response:
     row = await subscribers.read(services(request), path_id(request), department_id=caller(request).department_id)
+    await audit.record(services(request), caller(request).actor, "subscriber.read", row["id"])
     return json_response(subscriber_out(row))
 
 
@@ -75,7 +78,7 @@ async def import_subscribers(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise Problem(400, "the CSV must be UTF-8 encoded") from None
     report = await import_csv(
-        svc, io.StringIO(text, newline=""), source=who.source, department_id=who.department_id,
+        svc, io.StringIO(text, newline=""), source=who.source, actor=who.actor, department_id=who.department_id,
         channel_contacts=CHANNEL_CONTACTS,
     )
     return json_response(report.as_dict())

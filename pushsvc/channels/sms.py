@@ -88,10 +88,12 @@ def signed_headers(secret: str, body: bytes) -> dict[str, str]:
 
 def signature_valid(secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> bool:
     """True when the call is signed with `secret` and the timestamp is recent. An empty secret
-    accepts nothing."""
+    accepts nothing, nor does a header beyond ASCII: compare_digest raises on non-ASCII text, and
+    str.isdigit() accepts digits int() refuses ("²")."""
     timestamp, nonce = headers.get(HEADER_TIMESTAMP, ""), headers.get(HEADER_NONCE, "")
     given = headers.get(HEADER_SIGNATURE, "")
-    if not (secret and timestamp.isdigit() and nonce and given):
+    if not (secret and timestamp.isascii() and timestamp.isdigit() and nonce.isascii() and nonce and given.isascii()
+            and given):
         return False
     if abs((time.time() if now is None else now) - int(timestamp)) > SIGNATURE_MAX_AGE:
         return False

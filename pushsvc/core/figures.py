@@ -34,6 +34,8 @@ _SMTP = re.compile(r"([245]\d\d)(?: ([245]\.\d{1,3}\.\d{1,3}))?\b")
 _NUMBER = re.compile(r"\d+\b")
 _CODE = re.compile(r"[\w.-]{1,40}")  # a provider's status code: no spaces, short
 REASON_MAX = 60
+# What a kept code may not hold: an address, a bracketed mailbox, a phone number, a URL.
+_CONTACT_LIKE = re.compile(r"@|<|\d{7,}|://")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 BAD_DATE = "must be a date, YYYY-MM-DD"
 BACKWARDS = "must not be before from"
@@ -79,6 +81,19 @@ def failure_reason(error: str | None) -> tuple[str, bool]:
     if gave_up:
         return f"gave up: {_code(gave_up.group(1))}"[:REASON_MAX], True
     return _code(error), False
+
+
+def error_code(error: str | None) -> str | None:
+    """What a ledger keeps of an outcome's error: the code (`failure_reason`'s), and whether it
+    gave up after retries, never the provider's free text: an SMTP 5xx usually quotes the
+    address, a gateway may quote the number, and erasure must not have to go looking for them."""
+    if not error:
+        return error
+    gave_up = _GAVE_UP.match(error)
+    code = _code(gave_up.group(1) if gave_up else error)
+    if _CONTACT_LIKE.search(code):  # a reply that begins with the address itself
+        code = "unknown"
+    return f"{error[:gave_up.start(1)]}{code}" if gave_up else code
 
 
 def _code(text: str) -> str:

@@ -36,6 +36,49 @@ class DepartmentOut(BaseModel):
     api_key: str = Field(description="Shown this once; only its hash is stored.")
 
 
+class KeyIn(Strict):
+    # Something to read in a list: not blank, no control characters (PostgreSQL refuses NUL).
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+                      description="what the key is for, e.g. 'case system'")
+    kind: Literal["live", "test"] = Field(default="live", description="test keys (psk_test_…) reach only simulated contacts")
+
+
+class KeyInfo(BaseModel):
+    id: int
+    name: str
+    kind: str
+    prefix: str = Field(description="the key's first characters, to recognise it by")
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="to the minute")
+    revoked_at: datetime | None
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    kind: str
+    api_key: str = Field(description="Shown this once; only its hash is stored.")
+
+
+class KeyList(BaseModel):
+    items: list[KeyInfo]
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="admin, department:<id>:key:<key id>, subscriber:<id> (the person) or cli")
+    action: str
+    subscriber_id: int | None
+    request_id: str | None
+    detail: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None
+
+
 class WechatContact(Strict):
     webhook_url: str | None = Field(default=None, max_length=500)
     openid: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]{6,64}$")
@@ -85,6 +128,7 @@ class ImportResult(BaseModel):
     imported: int
     merged: int = Field(description="rows that matched an existing subscriber and were merged into it")
     rejected: list[ImportError_]
+    rejected_more: int = Field(0, description="bad rows beyond the first 1,000 listed in `rejected`, counted")
 
 
 class PolicyIn(Strict):
@@ -215,10 +259,21 @@ class PolicyOut(BaseModel):
     timeliness: TimelinessOut | None = Field(description="null without produced_on")
 
 
+FEWER_THAN_5 = "fewer than 5"
+# A count of people as a department is shown it: the number, or "fewer than 5" when it is 1 to 4
+# and some of those records were supplied by others (another department, the admin or the person).
+Count = Annotated[int | Literal["fewer than 5"], Field(
+    description='the number of subscribers, or "fewer than 5" when it is below 5 and the calling department '
+                "did not supply all of them")]
+
+
 class PreviewOut(BaseModel):
-    total: int
-    by_channel: dict[str, int]
-    by_audience: dict[str, int]
+    """Counts over every subscriber the policy would reach, whoever supplied them; a count below 5
+    that includes others' records is the string "fewer than 5" instead of a number."""
+
+    total: Count
+    by_channel: dict[str, Count]
+    by_audience: dict[str, Count]
 
 
 class DeliveryOut(BaseModel):
@@ -238,6 +293,10 @@ class DeliveryPage(BaseModel):
 
 
 class ExplainOut(BaseModel):
+    """Each rule of the match, passed (✓) or failed (✗). The subscriber's values (status, groups,
+    attribute values, channels) appear only for the admin and for records the calling department
+    supplied; for any other id, one that does not exist included, the lines say pass or fail only."""
+
     matched: bool
     reasons: list[str]
 

@@ -6,6 +6,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+from pushsvc.core.figures import error_code
 from pushsvc.core.messages import Outcome
 
 
@@ -19,11 +20,11 @@ def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | 
 def ledger_update(
     outcome: Outcome, attempts: int, max_attempts: int, at: datetime, base: float, cap: float
 ) -> dict[str, Any]:
-    """The row values for write_outcomes()."""
+    """The row values for write_outcomes(). The error is kept as its code only (`error_code`)."""
     row: dict[str, Any] = {
         "did": outcome.delivery_id,
         "new_status": outcome.status,
-        "new_error": outcome.error,
+        "new_error": error_code(outcome.error),
         "new_ref": outcome.provider_ref,
         "new_next": None,
         "new_sent": at if outcome.status == "sent" else None,
@@ -34,7 +35,7 @@ def ledger_update(
     elif outcome.status == "retry":
         if attempts >= max_attempts:
             row["new_status"] = "failed"
-            row["new_error"] = f"gave up after {attempts} attempts: {outcome.error}"
+            row["new_error"] = f"gave up after {attempts} attempts: {error_code(outcome.error)}"
         else:
             row["new_status"] = "queued"
             backoff = at + timedelta(seconds=backoff_seconds(attempts, base, cap))

@@ -210,19 +210,25 @@ def clause_holds(clause: Clause, attrs_by_group: dict[str, dict[str, Any]]) -> b
     return actual <= clause.value
 
 
-def evaluate(p: Predicate, attrs_by_group: dict[str, dict[str, Any]], path: str = "where") -> tuple[bool, list[str]]:
-    """Evaluate a predicate for one subscriber, with a reason line per clause that decided it."""
+def evaluate(
+    p: Predicate, attrs_by_group: dict[str, dict[str, Any]], path: str = "where", *, with_values: bool = True
+) -> tuple[bool, list[str]]:
+    """Evaluate a predicate for one subscriber, with a reason line per clause that decided it.
+    `with_values=False` leaves the subscriber's values out of the lines (pass or fail only), for a
+    reader who may know whether a record matches but not what it holds."""
     if isinstance(p, Clause):
         ok = clause_holds(p, attrs_by_group)
-        actual = attrs_by_group.get(p.group, {}).get(p.attr, "(absent)")
         value = list(p.value) if isinstance(p.value, tuple) else p.value
-        mark = "holds" if ok else "fails"
-        return ok, [f"{path}: {p.group}.{p.attr} {p.op} {value!r} {mark} (value: {actual!r})"]
+        line = f"{path}: {p.group}.{p.attr} {p.op} {value!r} {'holds' if ok else 'fails'}"
+        if with_values:
+            line += f" (value: {attrs_by_group.get(p.group, {}).get(p.attr, '(absent)')!r})"
+        return ok, [line]
     if isinstance(p, Not):
-        ok, reasons = evaluate(p.item, attrs_by_group, f"{path}.not")
+        ok, reasons = evaluate(p.item, attrs_by_group, f"{path}.not", with_values=with_values)
         return not ok, reasons + [f"{path}: not -> {'holds' if not ok else 'fails'}"]
     key = "all" if isinstance(p, AllOf) else "any"
-    results = [evaluate(item, attrs_by_group, f"{path}.{key}[{i}]") for i, item in enumerate(p.items)]
+    results = [evaluate(item, attrs_by_group, f"{path}.{key}[{i}]", with_values=with_values)
+               for i, item in enumerate(p.items)]
     oks = [ok for ok, _ in results]
     ok = all(oks) if key == "all" else any(oks)
     # Report what decided it: for a failed `all` the failing clauses, for a held `any` the holding ones.

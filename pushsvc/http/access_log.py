@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-# Paths whose last segment is a bearer secret: whoever reads the log must not be able to use it.
-_TOKEN_PATH = re.compile(r"^(/(?:u|c|confirm|manage)/)[^/?]+")
+from pushsvc.logs import mask_token_paths
 
 
 def masked_path(path: str) -> str:
-    return _TOKEN_PATH.sub(r"\1***", path)
+    """The path with its bearer secret, if it carries one (/u, /c, /confirm, /manage, /s, /d), as `***`."""
+    return mask_token_paths(path)
 
 
 class AccessLogger(AbstractAccessLogger):

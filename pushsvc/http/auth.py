@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hmac
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from pushsvc.core.clock import now
 from pushsvc.http.limits import within_key_limit
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import Auth, services
 from pushsvc.services import Services
-from pushsvc.store.departments import department_by_key, hash_key
+from pushsvc.store.audit import ADMIN, department_actor
+from pushsvc.store.keys import department_by_key, due_for_touch, touch
 
 CALLER = web.RequestKey("caller", "Caller | None")
 
@@ -21,6 +22,7 @@ CALLER = web.RequestKey("caller", "Caller | None")
 @dataclass(frozen=True)
 class Caller:
     department: dict[str, Any] | None  # None for the admin
+    key_id: int | None = None  # the department's key this request came with
 
     @property
     def is_admin(self) -> bool:
@@ -34,49 +36,67 @@ class Caller:
     def source(self) -> str:
         return "api:admin" if self.is_admin else f"api:department:{self.department_id}"
 
+    @property
+    def actor(self) -> str:
+        """Who, in the audit log: `admin` or `department:<id>:key:<key id>`."""
+        if self.department_id is None:
+            return ADMIN
+        return department_actor(self.department_id, self.key_id)
+
+
+def _unauthenticated(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
 
 def _bearer(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(401, "send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
-    return token.strip()
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthenticated("send 'Authorization: Bearer <key>'")
+    # Keys and the admin token are ASCII; anything else is no credential of ours (and would make
+    # hmac.compare_digest raise on str).
+    if not token.isascii():
+        raise _unauthenticated("the key is not valid")
+    return token
 
 
 async def authenticate(request: web.Request, auth: Auth) -> Caller | None:
+    """The caller, or 401 for a missing, malformed, unknown or revoked credential and 403 for a
+    valid one this endpoint is not for (a department key on an admin endpoint, or the reverse)."""
     if auth == "none":
         return None
     token = _bearer(request)
     svc = services(request)
-    if auth in ("admin", "department_or_admin") and hmac.compare_digest(token, svc.settings.admin_token):
+    if hmac.compare_digest(token.encode(), svc.settings.admin_token.encode()):
+        if auth == "department":
+            raise Problem(403, "this endpoint is for department keys; the admin token has no department")
         await within_key_limit(svc, "admin", svc.settings.admin_requests_per_minute)
         return Caller(department=None)
-    if auth in ("department", "department_or_admin"):
-        department = await _department(svc, token)
-        if department is not None:
-            await within_key_limit(svc, f"department:{department['id']}", svc.settings.api_requests_per_minute)
-            return Caller(department=department)
-    raise Problem(401, "the key is not valid for this endpoint", headers={"WWW-Authenticate": "Bearer"})
+    found = await _department(svc, token)
+    if found is None:
+        raise _unauthenticated("the key is not valid")
+    department, key_id = found
+    if auth == "admin":
+        raise Problem(403, "this endpoint is for the admin; a department key may not use it")
+    await within_key_limit(svc, f"department:{department['id']}", svc.settings.api_requests_per_minute)
+    return Caller(department=department, key_id=key_id)
 
 
-# Departments by key, for a few seconds: every department request needs one, and a key or its
-# domains change rarely (a change is seen within KEY_CACHE_SECONDS).
-KEY_CACHE_SECONDS = 5.0
-_known: dict[str, tuple[float, dict[str, Any]]] = {}
-
-
-async def _department(svc: Services, token: str) -> dict[str, Any] | None:
-    digest = hash_key(token)
-    cached = _known.get(digest)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
+async def _department(svc: Services, token: str) -> tuple[dict[str, Any], int] | None:
+    """(department, key id) for a key that is not revoked. Looked up on every request, never
+    cached: a revoked key is refused by every process from the next request on, for the price of
+    one indexed read (one row by a unique digest)."""
     async with svc.db.read() as conn:
-        department = await department_by_key(conn, token)
-    if department is not None:
-        if len(_known) > 10_000:
-            _known.clear()
-        _known[digest] = (time.monotonic() + KEY_CACHE_SECONDS, department)
-    return department
+        found = await department_by_key(conn, token)
+    if found is None:
+        return None
+    department, key = found
+    at = now()
+    if due_for_touch(key["last_used_at"], at):
+        async with svc.db.write() as conn:
+            await touch(conn, key["id"], at)
+    return department, int(key["id"])
 
 
 def caller(request: web.Request) -> Caller:

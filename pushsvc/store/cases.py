@@ -10,10 +10,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.core.case_states import OPEN
+from pushsvc.core.clock import now
+from pushsvc.store.error_codes import keep_error_codes
 from pushsvc.store.schema import case_events, case_notifications, cases, departments
 
 C, E, N = cases.c, case_events.c, case_notifications.c
 PENDING = ("queued", "held")  # a notification not sent and not given up on
+APPLICANT_ERASED = "applicant erased"  # the error of notifications given up when their applicant was
 
 
 class DuplicateCase(Exception):
@@ -217,3 +220,22 @@ async def mark_alerted(conn: AsyncConnection, case_id: int, at: datetime | None)
     if at is not None:
         query = query.where(C.alerted_at.is_(None))
     return (await conn.execute(query.values(alerted_at=at))).rowcount == 1
+
+
+async def erase_applicant(conn: AsyncConnection, department_id: int, case_no: str) -> bool:
+    """The applicant's name, contacts and channels go, with the notes written to them and the
+    provider replies beyond their codes; the case, its statuses and its times stay for the
+    figures. Notifications not yet sent are given up: nobody is told anything more. False when
+    the department has no such case."""
+    case_id = (await conn.execute(
+        sa.select(C.id).where(C.department_id == department_id, C.case_no == case_no)
+    )).scalar_one_or_none()
+    if case_id is None:
+        return False
+    await conn.execute(sa.update(cases).where(C.id == case_id).values(
+        applicant_name="", email=None, phone=None, wechat_openid=None, channels=[], updated_at=now()))
+    await conn.execute(sa.update(case_events).where(E.case_id == case_id).values(note=None))
+    await conn.execute(sa.update(case_notifications).where(N.case_id == case_id, N.status.in_(PENDING)).values(
+        status="failed", error=APPLICANT_ERASED, next_attempt_at=None, updated_at=now()))
+    await keep_error_codes(conn, case_notifications, N.case_id == case_id)
+    return True

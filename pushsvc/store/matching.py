@@ -103,9 +103,10 @@ def matching_pairs(
 
 
 def preview_queries(
-    targeting: Targeting, domain: str, channels: list[str]
+    targeting: Targeting, domain: str, channels: list[str], department_id: int | None
 ) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
-    """Counts without storing anything: total reached, per channel, per audience group."""
+    """Counts without storing anything: total reached, per channel, per audience group; each count
+    followed by how many of those the department supplied (for None, the operator: all of them)."""
     C = subscriber_channels.c
     reached = (
         sa.select(C.subscriber_id)
@@ -113,16 +114,19 @@ def preview_queries(
         .distinct()
     )
     base = audience_condition(targeting, domain)
-    total = sa.select(sa.func.count()).select_from(subscribers).where(*base, S.id.in_(reached))
+    own = sa.func.count() if department_id is None else sa.func.count(sa.case((S.department_id == department_id, 1)))
+    counts = (sa.func.count(), own)
+    total = sa.select(*counts).select_from(subscribers).where(*base, S.id.in_(reached))
     by_channel = (
-        sa.select(C.channel, sa.func.count())
+        sa.select(C.channel, *counts)
         .select_from(subscribers.join(subscriber_channels, C.subscriber_id == S.id))
         .where(C.channel.in_(channels), *base)
         .group_by(C.channel)
     )
     matched_ids = sa.select(S.id).where(*base, S.id.in_(reached))
     by_audience = (
-        sa.select(A.audience, sa.func.count())
+        sa.select(A.audience, *counts)
+        .select_from(subscriber_audiences.join(subscribers, S.id == A.subscriber_id))
         .where(A.audience.in_(targeting.audiences), A.subscriber_id.in_(matched_ids))
         .group_by(A.audience)
     )

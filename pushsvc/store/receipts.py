@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pushsvc.core.figures import error_code
 from pushsvc.store.schema import case_notifications, deliveries
 
 _LOOKUP_CHUNK = 900  # under SQLite's bound-parameter limit
@@ -57,7 +58,7 @@ async def apply_receipts(conn: AsyncConnection, channel: str, receipts: Sequence
         for delivered in (True, False):
             rows = [
                 {"did": row_id, "when": r.reported_at or at,
-                 "why": None if delivered else f"not delivered: {r.error_code or 'unknown'}"}
+                 "why": None if delivered else error_code(f"not delivered: {r.error_code or 'unknown'}")}
                 for r in receipts
                 if r.delivered is delivered
                 for row_id in ids.get(r.message_id, ())

@@ -49,6 +49,10 @@ departments = sa.Table(
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("domains", Json, nullable=False),
+    # Before keys moved to `api_keys` (migration 0008 copied each there), the department's key;
+    # since, a digest of a key never issued, as the column must be unique and not null. Kept because
+    # SQLite cannot drop a column of a table other tables' foreign keys point at without turning
+    # foreign keys off. Nothing authenticates with it.
     sa.Column("api_key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("key_prefix", sa.String(16), nullable=False),
     sa.Column("contact_email", sa.String(254)),
@@ -73,6 +77,10 @@ subscribers = sa.Table(
     sa.Column("quiet_start", sa.SmallInteger()),
     sa.Column("quiet_end", sa.SmallInteger()),
     sa.Column("department_id", Id, sa.ForeignKey("departments.id")),
+    # Who supplied the record: `person` (the self-service pages), `department` (department_id's
+    # API key or import) or `admin`. A department reads, changes and merges into only its own.
+    # The default is the safest: a record nobody claims is nobody's to change.
+    sa.Column("supplied_by", sa.String(12), nullable=False, server_default="person"),
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     # No index on status: matching reads subscribers in id order anyway, and one on (status, id)
@@ -331,4 +339,43 @@ case_notifications = sa.Table(
     sa.UniqueConstraint("case_id", "event_seq", "channel"),
     sa.Index(None, "status", "updated_at"),
     sa.Index(None, "provider_ref"),  # receipts find their message by it
+)
+
+# A department's API keys, several per department, each named; only a digest of the key is kept.
+# `test` keys (psk_test_…) are for integrations against simulated contacts. A revoked key stays,
+# with revoked_at, so that the audit log's actors keep meaning something.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # live | test
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),  # the key's first characters, to recognise it by
+    _created(),
+    sa.Column("last_used_at", UTCDateTime()),  # written at most once a minute per key
+    sa.Column("revoked_at", UTCDateTime()),
+    sa.Index(None, "department_id", "id"),
+)
+
+# Who read or changed whose personal data: one row per subscriber concerned (a listing or an
+# import writes many), or one with no subscriber for an act on no person (a key issued). The
+# service only ever inserts here; rows older than the retention period are deleted by
+# `pushsvc audit purge` and nothing else. No foreign keys: an entry outlives its subscriber's
+# erasure and must not stop it.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(80), nullable=False),  # admin | department:<id>:key:<key id> | subscriber:<id> | cli
+    sa.Column("department_id", Id),  # the acting department's, so that it finds its own entries
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("subscriber_id", Id),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("detail", Json),
+    sa.Index(None, "department_id", "id"),
+    sa.Index(None, "subscriber_id", "id"),
+    sa.Index(None, "at"),
 )

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.core.subscribers import NewSubscriber
+from pushsvc.store.error_codes import keep_error_codes
 from pushsvc.store.schema import (
     consents,
     deliveries,
@@ -66,7 +67,7 @@ async def enrol(conn: AsyncConnection, sub: NewSubscriber, source: str) -> Enrol
     owners = {name: sid for (name, _), sid in (await find_duplicates(conn, [sub])).items()}
     if not owners:
         [sid] = await insert_subscribers(conn, [sub], status="pending", source=source, department_id=None,
-                                         channels_on=False)
+                                         by_person=True)
         return Enrolment(confirm=sid)
     ids = set(owners.values())
     if len(ids) == 1 and (await statuses(conn, ids)).get(next(iter(ids))) == "pending":
@@ -155,11 +156,13 @@ async def leave_all(conn: AsyncConnection, sid: int, source: str) -> None:
 
 
 async def erase(conn: AsyncConnection, sid: int, source: str) -> None:
-    """PIPL deletion: contacts, name, groups, attributes, domains and channels go at once. The row
-    stays, empty and `erased`, so the ledger's counts still add up without saying who."""
+    """PIPL deletion: contacts, name, groups, attributes, domains and channels go at once, and the
+    ledger's provider replies keep only their codes (an SMTP 5xx usually quotes the address). The
+    row stays, empty and `erased`, so the ledger's counts still add up without saying who."""
     gone = await channels_on(conn, sid) | await wanted_channels(conn, sid)
     for table in _CHILDREN:
         await conn.execute(sa.delete(table).where(table.c.subscriber_id == sid))
+    await keep_error_codes(conn, deliveries, deliveries.c.subscriber_id == sid)
     await conn.execute(
         sa.update(subscribers).where(S.id == sid).values(
             name=None, email=None, phone=None, uscc=None, wechat_openid=None, wechat_webhook=None,

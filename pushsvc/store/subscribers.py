@@ -1,9 +1,25 @@
-"""Subscriber rows: create, read, and bulk import with merging on e-mail, phone or USCC."""
+"""Subscriber rows: create, read, and bulk import with merging on e-mail, phone or USCC.
+
+Ownership. A record is supplied by the person (the self-service pages), a department (its key or an
+import for it: `department_id`) or the admin (`supplied_by`). A contact (e-mail, phone, USCC) is
+held by one record city-wide, so a department's row naming a contact held by a record it did not
+supply is a conflict: never merged, and the answer says neither whose record it is nor its id.
+
+A merge into the caller's own record lets the person's choices win:
+- if the person has been on the self-service pages (a consent written by a `web:` page: they saved
+  their choices or proved a contact there), nothing of the row is applied: contacts, channels,
+  groups and attributes, domains, frequency, locale and quiet hours are theirs now;
+- otherwise empty contacts are filled (none replaced), groups the row gives are replaced whole with
+  their attributes (the department's own data), its domains are added, and a channel is turned on
+  only if no one ever withdrew it (the person by one-click, R/TD reply or page, or anyone else) and
+  the row's contacts are the record's own (so the department vouches for the address it reaches);
+- the status never changes: an unsubscribed or paused person stays so.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +44,13 @@ S = subscribers.c
 # The contacts that identify a person or organisation: a second row with one of them is a duplicate.
 IDENTITY_FIELDS = ("email", "phone", "uscc")
 IDENTITY_PATHS = {"email": "email", "phone": "phone", "uscc": "audiences.*.uscc"}
+CONTACT_KEYS = ("email", "phone", "uscc", "wechat_openid", "wechat_webhook")
+# The consents the self-service pages write name the page: `web:/manage`, `web:/confirm`, ...
+PAGES_SOURCE = "web:"
+# What an import row or a create is told of a contact held by a record the caller did not supply:
+# not whose it is, not its id.
+HELD_ELSEWHERE = "is already held by another subscriber record"
+PERSON_CHOSE = "the person has set their own choices on the self-service pages; nothing of the row was applied"
 
 
 def identity_of(sub: NewSubscriber) -> dict[str, str]:
@@ -46,6 +69,12 @@ async def find_duplicates(conn: AsyncConnection, subs: Sequence[NewSubscriber]) 
             rows = await conn.execute(sa.select(column, S.id).where(column.in_(chunk), S.status != "erased"))
             found.update({(fieldname, value): sid for value, sid in rows})
     return found
+
+
+async def supplied_by_caller(conn: AsyncConnection, ids: Iterable[int], department_id: int | None) -> set[int]:
+    """Those of `ids` the caller supplied: the department's own records, or the admin's (None)."""
+    mine = S.supplied_by == "admin" if department_id is None else S.department_id == department_id
+    return set((await conn.execute(sa.select(S.id).where(S.id.in_(sorted(set(ids))), mine))).scalars())
 
 
 def _subscriber_row(sub: NewSubscriber, status: str, department_id: int | None, at: datetime) -> dict[str, Any]:
@@ -115,31 +144,41 @@ async def insert_subscribers(
     status: str,
     source: str,
     department_id: int | None,
-    channels_on: bool = True,
+    by_person: bool = False,
 ) -> list[int]:
-    """Insert new subscribers (already checked for duplicates) with all their child rows.
-    `channels_on=False`: the consent records the channels asked for, but none is on until its
-    contact is confirmed (the public subscribe page)."""
+    """Insert new subscribers (already checked for duplicates) with all their child rows, supplied
+    by the department (`department_id`), the admin (None) or the person (`by_person`, the public
+    subscribe page): then the consent records the channels asked for, but none is on until its
+    contact is confirmed."""
     if not subs:
         return []
     at = now()
-    rows = [_subscriber_row(sub, status, department_id, at) for sub in subs]
+    supplied_by = "person" if by_person else "admin" if department_id is None else "department"
+    rows = [{**_subscriber_row(sub, status, department_id, at), "supplied_by": supplied_by} for sub in subs]
     result = await conn.execute(sa.insert(subscribers).returning(S.id, sort_by_parameter_order=True), rows)
     ids = [row[0] for row in result]
-    await _write_children(conn, list(zip(ids, subs)), source, at, channels_on)
+    await _write_children(conn, list(zip(ids, subs)), source, at, channels_on=not by_person)
     return ids
 
 
-async def merge_into(conn: AsyncConnection, sid: int, sub: NewSubscriber, source: str) -> None:
-    """Fold a duplicate row into an existing subscriber: fill contacts, add groups, domains, channels."""
+async def merge_into(conn: AsyncConnection, sid: int, sub: NewSubscriber, source: str) -> bool:
+    """Fold a row into the caller's own subscriber, the person's choices winning (the module's
+    docstring). False, with nothing written, when the person has set their choices on the pages."""
+    history = (await conn.execute(
+        sa.select(consents.c.action, consents.c.scope, consents.c.source).where(consents.c.subscriber_id == sid)
+    )).all()
+    if any(row.source.startswith(PAGES_SOURCE) for row in history):
+        return False
+    withdrawn = {ch for row in history if row.action == "withdrawn" for ch in row.scope.get("channels", ())}
     at = now()
     current = (await conn.execute(sa.select(subscribers).where(S.id == sid))).mappings().one()
     update: dict[str, Any] = {"updated_at": at}
     fresh = _subscriber_row(sub, current["status"], current["department_id"], at)
-    for key in ("name", "email", "phone", "uscc", "wechat_openid", "wechat_webhook"):
+    for key in ("name", *CONTACT_KEYS):
         if fresh[key] and not current[key]:
             update[key] = fresh[key]
     await conn.execute(sa.update(subscribers).where(S.id == sid).values(**update))
+    vouched = all(fresh[key] is None or fresh[key] == update.get(key, current[key]) for key in CONTACT_KEYS)
     for table in (subscriber_attributes, subscriber_audiences):  # the groups given again are replaced whole
         await conn.execute(
             sa.delete(table).where(table.c.subscriber_id == sid, table.c.audience.in_(list(sub.audiences)))
@@ -156,9 +195,10 @@ async def merge_into(conn: AsyncConnection, sid: int, sub: NewSubscriber, source
         uscc=None,
         audiences=sub.audiences,
         domains=tuple(d for d in sub.domains if d not in have_domains and "*" not in have_domains),
-        channels=tuple(c for c in sub.channels if c not in have_channels),
+        channels=tuple(c for c in sub.channels if vouched and c not in have_channels and c not in withdrawn),
     )
     await _write_children(conn, [(sid, extra)], source, at)
+    return True
 
 
 async def replace_choices(conn: AsyncConnection, sid: int, sub: NewSubscriber, source: str) -> None:
@@ -180,6 +220,7 @@ class ImportOutcome:
     imported: int
     merged: int
     rejected: list[tuple[int, list[FieldError]]]
+    subscriber_ids: list[int]  # written to, for the audit log
 
 
 async def import_chunk(
@@ -189,25 +230,32 @@ async def import_chunk(
     source: str,
     department_id: int | None,
 ) -> ImportOutcome:
-    """Write one chunk of validated rows: new ones inserted in bulk, duplicates merged, rows whose
-    identity points at two different subscribers rejected (nothing of them written)."""
+    """Write one chunk of validated rows: new ones inserted in bulk, duplicates of the caller's own
+    records merged (the module's docstring); rejected, with nothing of them written: rows naming a
+    contact held by a record the caller did not supply, rows whose identity points at two different
+    subscribers, and rows whose person has set their own choices."""
     existing = await find_duplicates(conn, [sub for _, sub in rows])
+    own = await supplied_by_caller(conn, existing.values(), department_id)
     fresh: list[tuple[int, NewSubscriber]] = []
-    # (existing subscriber id, or None with the earlier row of this chunk it duplicates, row)
-    merges: list[tuple[int | None, int | None, NewSubscriber]] = []
+    # (row number, existing subscriber id or None with the earlier row of this chunk it duplicates, row)
+    merges: list[tuple[int, int | None, int | None, NewSubscriber]] = []
     rejected: list[tuple[int, list[FieldError]]] = []
     claimed: dict[tuple[str, str], int] = {}  # identities taken by earlier new rows of this chunk
     for rowno, sub in rows:
         ident = identity_of(sub)
-        targets = {existing[kv] for kv in ident.items() if kv in existing}
+        held = {name: existing[(name, value)] for name, value in ident.items() if (name, value) in existing}
+        elsewhere = [name for name, sid in held.items() if sid not in own]
+        targets = set(held.values())
         earlier = {claimed[kv] for kv in ident.items() if kv in claimed}
-        if len(targets) + len(earlier) > 1:
+        if elsewhere:
+            rejected.append((rowno, [FieldError(IDENTITY_PATHS[name], HELD_ELSEWHERE) for name in elsewhere]))
+        elif len(targets) + len(earlier) > 1:
             field = IDENTITY_PATHS[next(iter(ident))]
             rejected.append((rowno, [FieldError(field, "matches more than one existing subscriber")]))
         elif targets:
-            merges.append((targets.pop(), None, sub))
+            merges.append((rowno, targets.pop(), None, sub))
         elif earlier:
-            merges.append((None, earlier.pop(), sub))
+            merges.append((rowno, None, earlier.pop(), sub))
         else:
             claimed.update({kv: rowno for kv in ident.items()})
             fresh.append((rowno, sub))
@@ -215,9 +263,14 @@ async def import_chunk(
         conn, [sub for _, sub in fresh], status="active", source=source, department_id=department_id
     )
     id_of_row = {rowno: sid for (rowno, _), sid in zip(fresh, ids)}
-    for target, target_row, sub in merges:
-        await merge_into(conn, target if target is not None else id_of_row[target_row], sub, source)  # type: ignore[index]
-    return ImportOutcome(imported=len(fresh), merged=len(merges), rejected=rejected)
+    merged_ids: list[int] = []
+    for rowno, target, target_row, sub in merges:
+        sid = target if target is not None else id_of_row[target_row]  # type: ignore[index]
+        if await merge_into(conn, sid, sub, source):
+            merged_ids.append(sid)
+        else:
+            rejected.append((rowno, [FieldError(IDENTITY_PATHS[next(iter(identity_of(sub)))], PERSON_CHOSE)]))
+    return ImportOutcome(imported=len(fresh), merged=len(merged_ids), rejected=rejected, subscriber_ids=ids + merged_ids)
 
 
 async def load_subscriber(conn: AsyncConnection, sid: int) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from pushsvc.core.subscribers import NewSubscriber
 from pushsvc.core.verification import CHANNEL_OF, ContactKind
 from pushsvc.services import Services
+from pushsvc.store import audit
 from pushsvc.store import self_service as store
 from pushsvc.store.subscribers import find_duplicates, load_subscriber, remove_channel
 from pushsvc.subscriptions.proofs import Limited, ManageSession, ask, codes_of, take_messages
@@ -64,6 +65,7 @@ async def save(svc: Services, session: ManageSession, new: NewSubscriber, client
             await store.replace_wishes(conn, sid, new, source)
             if keep - on:
                 await store.turn_on(conn, sid, keep - on, proof="manage", source=source)
+            await audit.record(conn, audit.person(sid), "subscriber.change", sid, proving=sorted(prove))
     except IntegrityError:  # another subscriber took the contact between the check above and this write
         return Taken(frozenset())
     await ask(svc, "confirmation", [(sid, kind) for kind in prove])
@@ -73,28 +75,34 @@ async def save(svc: Services, session: ManageSession, new: NewSubscriber, client
 async def pause(svc: Services, sid: int) -> None:
     async with svc.db.write() as conn:
         await store.set_paused(conn, sid, True)
+        await audit.record(conn, audit.person(sid), "subscriber.pause", sid)
 
 
 async def resume(svc: Services, sid: int) -> None:
     async with svc.db.write() as conn:
         await store.set_paused(conn, sid, False)
+        await audit.record(conn, audit.person(sid), "subscriber.resume", sid)
 
 
 async def leave(svc: Services, sid: int, channel: str, source: str) -> None:
     async with svc.db.write() as conn:
         await store.withdraw(conn, sid, {channel}, source)
+        await audit.record(conn, audit.person(sid), "subscriber.leave", sid, channel=channel)
 
 
 async def leave_all(svc: Services, sid: int, source: str) -> None:
     async with svc.db.write() as conn:
         await store.leave_all(conn, sid, source)
+        await audit.record(conn, audit.person(sid), "subscriber.leave", sid, channel="*")
 
 
-async def erase(svc: Services, sid: int, source: str) -> None:
-    """Everything about the subscriber deleted (PIPL), and any code sent to their phone forgotten."""
+async def erase(svc: Services, sid: int, source: str, actor: str | None = None) -> None:
+    """Everything about the subscriber deleted (PIPL), and any code sent to their phone forgotten.
+    `actor` for the audit log: the person themselves unless given (a department's key, the admin)."""
     async with svc.db.write() as conn:
         sub = await load_subscriber(conn, sid)
         await store.erase(conn, sid, source)
+        await audit.record(conn, actor or audit.person(sid), "subscriber.erase", sid)
     if sub is not None and sub["phone"]:
         await codes_of(svc).forget(sub["phone"])
 
@@ -103,3 +111,4 @@ async def unsubscribe(svc: Services, sid: int, channel: str) -> None:
     """One-click unsubscribe from a message's link (RFC 8058): the channel off and withdrawn."""
     async with svc.db.write() as conn:
         await remove_channel(conn, sid, channel, source=f"{channel}:one-click")
+        await audit.record(conn, audit.person(sid), "subscriber.unsubscribe", sid, channel=channel)

@@ -1,14 +1,17 @@
 """One-time SMS codes in Redis, and the limits that keep the public pages from being used to flood
 someone's phone or mailbox.
 
-A code lives under the keyed digest of its number (no phone number in Redis keys) as a hash of
-its keyed hash, the subscriber it proves and the attempts made, and expires with `CODE_TTL`. A
-new code for a number replaces the old one. Checking is one Lua script: a right code is consumed
-at once (two concurrent checks cannot both win), a wrong one counts, the last wrong one deletes it.
+Codes for a number come in rounds, kept under the keyed digest of the number (no phone number in
+Redis keys) as one hash: the attempts made (`a`) and, once the job has sent it, the code's keyed
+hash (`h`) and the subscriber it proves (`s`); the round expires with `CODE_TTL`. Every request for
+a code starts a new round (`new_round`) whether or not the number is subscribed, and checks count
+the same way with or without a code in it: a wrong code answers "n tries left" for any number, so
+the answer does not say who is subscribed. Checking is one Lua script: a right code is consumed at
+once (two concurrent checks cannot both win), a wrong one counts, the last wrong one ends the round.
 
 Limits use the shared sliding-window limiter: messages a contact may be sent in an hour (a code
 or a link), requests one client address may make in an hour, and code checks per client address
-(each code allows only `CODE_ATTEMPTS`, but one client could try many numbers).
+(each round allows only `CODE_ATTEMPTS`, but one client could try many numbers).
 """
 
 from __future__ import annotations
@@ -26,19 +29,32 @@ MESSAGES_PER_CONTACT = Rate(5, 3600)
 REQUESTS_PER_CLIENT = Rate(30, 3600)
 CHECKS_PER_CLIENT = Rate(30, 3600)
 
-# KEYS[1]: the code's hash. ARGV: the hash of the code typed, the attempts allowed.
-# Returns {1, subscriber id} right; {2, attempts left} wrong; {0, 0} no code (expired, used, spent).
+# KEYS[1]: the round. ARGV: the hash of the code typed, the attempts allowed.
+# Returns {1, subscriber id} right; {2, attempts left} wrong; {0, 0} no round (none asked for,
+# expired, used or spent). A round without a code (nobody to send it to, or not sent yet) counts alike.
 _CHECK = """
+local made = redis.call('HGET', KEYS[1], 'a')
+if not made or tonumber(made) >= tonumber(ARGV[2]) then return {0, 0} end
 local stored = redis.call('HGET', KEYS[1], 'h')
-if not stored then return {0, 0} end
-if stored == ARGV[1] then
+if stored and stored == ARGV[1] then
   local sid = redis.call('HGET', KEYS[1], 's')
   redis.call('DEL', KEYS[1])
   return {1, tonumber(sid)}
 end
 local left = tonumber(ARGV[2]) - redis.call('HINCRBY', KEYS[1], 'a', 1)
-if left <= 0 then redis.call('DEL', KEYS[1]) end
+if left <= 0 then redis.call('HDEL', KEYS[1], 'h', 's') end
 return {2, left}
+"""
+
+# KEYS[1]: the round. ARGV: the code's hash, the subscriber, the round's lifetime in seconds. The
+# code joins the round its request started, its attempts and expiry untouched (resetting them
+# here, for subscribed numbers only, would tell them apart); a round already gone starts afresh.
+_ISSUE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'a', 0)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 's', ARGV[2])
 """
 
 
@@ -52,7 +68,7 @@ class Refused:
 
 @dataclass(frozen=True)
 class Checked:
-    """`ok` with the subscriber it proves; `wrong` with attempts left; `none`: no live code."""
+    """`ok` with the subscriber it proves; `wrong` with attempts left; `none`: no round running."""
 
     result: Literal["ok", "wrong", "none"]
     subscriber_id: int = 0
@@ -65,6 +81,7 @@ class Codes:
         self._keys = keys
         self._limiter = RateLimiter(redis, redis_keys.SELF_SERVICE_LIMITS)
         self._check = redis.register_script(_CHECK)
+        self._issue = redis.register_script(_ISSUE)
 
     def _key(self, phone: str) -> str:
         return redis_keys.sms_code(self._keys.digest(phone))
@@ -84,15 +101,20 @@ class Codes:
         taken = await self._limiter.reserve(f"check:{client}", CHECKS_PER_CLIENT)
         return None if taken.granted else Refused("client", taken.wait)
 
-    async def issue(self, phone: str, subscriber_id: int) -> str:
-        """A fresh code for `phone` proving `subscriber_id`; the one before it stops working."""
-        code = new_code()
+    async def new_round(self, phone: str) -> None:
+        """A code was asked for `phone` (known or not): the code before stops working, tries start again."""
         key = self._key(phone)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
-            pipe.hset(key, mapping={"h": self._keys.code_hash(phone, code), "s": subscriber_id, "a": 0})
+            pipe.hset(key, "a", 0)
             pipe.expire(key, int(CODE_TTL.total_seconds()))
             await pipe.execute()
+
+    async def issue(self, phone: str, subscriber_id: int) -> str:
+        """A fresh code for `phone` proving `subscriber_id`, in the round its request started."""
+        code = new_code()
+        await self._issue(keys=[self._key(phone)],
+                          args=[self._keys.code_hash(phone, code), subscriber_id, int(CODE_TTL.total_seconds())])
         return code
 
     async def check(self, phone: str, code: str) -> Checked:
@@ -104,4 +126,5 @@ class Codes:
         return Checked("none")
 
     async def forget(self, phone: str) -> None:
-        await self._redis.delete(self._key(phone))
+        """The code goes; the round's count stays, so checks answer as for any other number."""
+        await self._redis.hdel(self._key(phone), "h", "s")

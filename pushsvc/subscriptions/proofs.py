@@ -47,12 +47,15 @@ class Limited:
 
 
 async def take_messages(svc: Services, contacts: Mapping[ContactKind, str], client: str) -> Limited | None:
-    """Take a message for each contact requested by `client`; the first one refused."""
+    """Take a message for each contact requested by `client`; the first one refused. A phone's
+    code round starts here, for any number: the code checks answer alike for known and unknown."""
     codes = codes_of(svc)
     for kind, value in contacts.items():
         refused = await codes.may_send(value, client)
         if refused is not None:
             return Limited(kind, refused)
+    if "phone" in contacts:
+        await codes.new_round(contacts["phone"])
     return None
 
 
@@ -104,8 +107,8 @@ async def prove(svc: Services, sid: int, kind: ContactKind, value: str, source: 
 @dataclass(frozen=True)
 class CodeRefused:
     """Why a code proved nothing: the client checked too many (`limited`, for `retry_after`
-    seconds), a `wrong` code (`attempts_left`), or `none`: no live code for the number, or the
-    number is no longer its subscriber's."""
+    seconds), a `wrong` code (`attempts_left`, counted alike for numbers subscribed or not), or
+    `none`: no round of codes running for the number, or the number is no longer its subscriber's."""
 
     reason: Literal["limited", "wrong", "none"]
     retry_after: float = 0.0
@@ -157,18 +160,22 @@ async def subscriber_with_wishes(svc: Services, sid: int) -> dict[str, Any] | No
 @dataclass(frozen=True)
 class ManageSession:
     """What a manage link opens: the subscriber (with `wanted`), and the kind of contact the link
-    went to while it is still theirs (None once changed: the link does not prove a new one)."""
+    went to, which is still theirs."""
 
     subscriber_id: int
-    via: ContactKind | None
+    via: ContactKind
     subscriber: dict[str, Any]
 
 
-async def open_manage(svc: Services, token: str) -> ManageSession | None:
-    """None when the subscriber is gone. Raises BadToken for a link expired or not ours."""
+async def open_manage(svc: Services, token: str) -> ManageSession | Literal["gone", "changed"]:
+    """`gone` when the subscriber is; `changed` when the contact the link was sent to is no longer
+    theirs: a link proves only the contact it went to, so whoever holds that old address or
+    number (a mailbox handed on, a number reassigned) reads and changes nothing. Raises BadToken
+    for a link expired or not ours."""
     sid, via, digest = read_manage_token(svc.signer, token)
     sub = await subscriber_with_wishes(svc, sid)
     if sub is None or sub["status"] == "erased":
-        return None
-    proven = sub[via] is not None and ContactKeys(svc.settings.secret_key).digest(sub[via]) == digest
-    return ManageSession(sid, via if proven else None, sub)
+        return "gone"
+    if sub[via] is None or ContactKeys(svc.settings.secret_key).digest(sub[via]) != digest:
+        return "changed"
+    return ManageSession(sid, via, sub)

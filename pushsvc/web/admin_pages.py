@@ -1,17 +1,16 @@
 """The admin page (`/admin`): a department's figures for a period, as in the report API, with
 charts drawn as SVG on the server (`pushsvc.core.charts`), so the page runs no script.
 
-Signing in with the admin token gives a session cookie: signed (`TokenSigner`), HttpOnly,
-SameSite=Strict, Secure when the service is public over https, good for SESSION_TTL, and void
-once PUSHSVC_ADMIN_TOKEN changes (it carries a fingerprint of the token). Nothing is stored server
-side. The sign-in and sign-out forms carry the site's CSRF tokens (`pushsvc.web.csrf`).
+Signing in with the admin token gives a session cookie: HttpOnly, SameSite=Strict, Secure when
+the service is public over https, naming a server-side session (`pushsvc.web.admin_sessions`)
+that signing out ends at once, that lasts SESSION_TTL, and that a change of PUSHSVC_ADMIN_TOKEN
+ends. The sign-in and sign-out forms carry the site's CSRF tokens (`pushsvc.web.csrf`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,21 +23,18 @@ from pushsvc.core.errors import ValidationFailed
 from pushsvc.core.figures import BACKWARDS, DepartmentRef, DepartmentReport, duration, parse_period
 from pushsvc.core.msgid import N_
 from pushsvc.core.quiet_hours import local_date, local_time
-from pushsvc.core.tokens import BadToken
 from pushsvc.http.pages import page
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import Param, endpoint, file_response, services
 from pushsvc.i18n import Words, words
 from pushsvc.reports.department import department_report
 from pushsvc.reports.spreadsheet import csv_filename, report_csv
-from pushsvc.settings import Settings
 from pushsvc.store.reports import department_refs
 from pushsvc.web import csrf
-from pushsvc.web.forms import LOCALES, language_links, read_form
+from pushsvc.web.admin_sessions import SESSION_TTL, close_session, is_open, open_session
+from pushsvc.web.forms import LOCALES, language_links, read_form, redis_needed
 
 SESSION_COOKIE = "pushsvc_admin"
-SESSION_TTL = timedelta(hours=8)
-SESSION = "admin-session"
 LOGIN_FORM, LOGOUT_FORM = "admin-login", "admin-logout"
 FUNNEL_MAX = 30  # policies in the funnel chart (the most recent); the table lists them all
 REASONS_MAX = 15
@@ -48,18 +44,9 @@ EXPIRED = N_("The form expired; please send it again.")
 # -- the session ------------------------------------------------------------------------------------
 
 
-def _fingerprint(settings: Settings) -> str:
-    return hashlib.sha256(settings.admin_token.encode()).hexdigest()[:16]
-
-
-def signed_in(request: web.Request) -> bool:
-    """Whether the request carries a genuine, unexpired session for the current admin token."""
-    svc = services(request)
-    try:
-        payload = svc.signer.verify(SESSION, request.cookies.get(SESSION_COOKIE, ""))
-    except BadToken:
-        return False
-    return payload.get("k") == _fingerprint(svc.settings)
+async def signed_in(request: web.Request) -> bool:
+    """Whether the request carries a session that is open: not signed out, not expired."""
+    return await is_open(services(request), request.cookies.get(SESSION_COOKIE, ""))
 
 
 def _lang(value: str | None) -> str:
@@ -94,7 +81,8 @@ async def admin_login_form(request: web.Request) -> web.Response:
 
 @endpoint("POST", "/admin/login", summary="Sign in with the admin token: a session cookie, then to /admin",
           tag="admin", html=True, status=303, body_media="application/x-www-form-urlencoded",
-          errors=(401, 403, 413))
+          errors=(401, 403, 413, 503))
+@redis_needed
 async def admin_login(request: web.Request) -> web.Response:
     svc = services(request)
     form = await read_form(request)
@@ -104,19 +92,21 @@ async def admin_login(request: web.Request) -> web.Response:
     if not hmac.compare_digest(form.get("token", "").strip().encode(), svc.settings.admin_token.encode()):
         return login_page(request, 401, lang, words(lang).gettext("That token is not right."))
     response = _redirect(f"/admin?{urlencode({'lang': lang})}")
-    session = svc.signer.sign(SESSION, {"k": _fingerprint(svc.settings)}, ttl=SESSION_TTL)
+    session = await open_session(svc)
     response.set_cookie(SESSION_COOKIE, session, max_age=int(SESSION_TTL.total_seconds()), path="/admin",
                         httponly=True, samesite="Strict", secure=svc.settings.public_url.startswith("https://"))
     return response
 
 
-@endpoint("POST", "/admin/logout", summary="Sign out: the session cookie is removed", tag="admin", html=True,
-          status=303, body_media="application/x-www-form-urlencoded", errors=(403, 413))
+@endpoint("POST", "/admin/logout", summary="Sign out: the session ends (server side) and its cookie is removed",
+          tag="admin", html=True, status=303, body_media="application/x-www-form-urlencoded", errors=(403, 413, 503))
+@redis_needed
 async def admin_logout(request: web.Request) -> web.Response:
     form = await read_form(request)
     lang = _lang(form.get("lang"))
     if not csrf.valid(request, LOGOUT_FORM, form):
         return login_page(request, 403, lang, words(lang).gettext(EXPIRED))
+    await close_session(services(request), request.cookies.get(SESSION_COOKIE, ""))
     response = _redirect(f"/admin/login?{urlencode({'lang': lang})}")
     response.del_cookie(SESSION_COOKIE, path="/admin")
     return response
@@ -160,7 +150,7 @@ async def _choice(request: web.Request, t: Words) -> tuple[list[DepartmentRef], 
           tag="admin", html=True, errors=(401, 422), query=(*PERIOD_QUERY, LANG))
 async def admin_page(request: web.Request) -> web.Response:
     lang = _lang(request.query.get("lang"))
-    if not signed_in(request):
+    if not await signed_in(request):
         return login_page(request, 401, lang)
     t = words(lang)
     departments, chosen, first, last, errors = await _choice(request, t)
@@ -179,7 +169,7 @@ async def admin_page(request: web.Request) -> web.Response:
           tag="admin", errors=(401, 404, 422), query=PERIOD_QUERY)
 async def admin_report_csv(request: web.Request) -> web.StreamResponse:
     lang = "zh-CN"
-    if not signed_in(request):
+    if not await signed_in(request):
         return login_page(request, 401, lang)
     _, chosen, first, last, errors = await _choice(request, words(lang))
     if errors or chosen is None:

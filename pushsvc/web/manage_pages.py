@@ -129,9 +129,14 @@ async def _session(request: web.Request, locale: str) -> ManageSession | web.Res
         session = await open_manage(services(request), request.match_info["token"])
     except BadToken as exc:
         return bad_link(request, locale, exc)
-    if session is None:
+    if session == "gone":
         return notice(request, locale, 404, GONE_TITLE, GONE_TEXT,
                       links=((f"/subscribe?lang={locale}", SUBSCRIBE_TITLE),))
+    if session == "changed":
+        return notice(request, locale, 410, N_("Link no longer valid"),
+                      N_("This link was sent to a contact that has since changed. Ask for a new manage link "
+                         "with the subscription's current e-mail address or phone number."),
+                      links=((f"/manage?lang={locale}", N_("Ask for a new manage link")),))
     return session
 
 

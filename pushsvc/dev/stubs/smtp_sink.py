@@ -30,7 +30,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 log = logging.getLogger(__name__)
 
 TEMP_FAIL = "451 4.3.0 try again later"
-MAILBOX_UNAVAILABLE = "550 5.1.1 mailbox unavailable"
+# Quoting the address, as real servers do (Postfix: "550 5.1.1 <a@b>: Recipient address rejected: ...").
+MAILBOX_UNAVAILABLE = "550 5.1.1 <{address}>: mailbox unavailable"
 SHOWN_ZONE = ZoneInfo("Asia/Shanghai")
 INDEX_LIMIT = 500  # the HTML list shows the newest ones; messages.json has them all
 _PPM = 1_000_000  # fault rates are kept in parts per million so the counting is exact integer arithmetic
@@ -188,7 +189,7 @@ class SmtpSink:
             faults = self._faults
             if faults.reject and address.lower() in faults.reject:
                 self._rejected += 1
-                return MAILBOX_UNAVAILABLE
+                return MAILBOX_UNAVAILABLE.format(address=address)
             if faults.temp_fail_until and time.monotonic() < faults.temp_fail_until:
                 self._temp_failed += 1
                 return TEMP_FAIL
