@@ -3,8 +3,9 @@
     python -m bench.sink [--cpu N]
 
 Prints `READY <smtp port> <stats port>` once listening. `GET /stats` gives how many messages it
-has accepted, their total size and when the last one arrived (epoch seconds); `POST /clear`
-forgets them. (`pushsvc stub smtp` would do, but its pages parse every message: too slow to poll
+has accepted, their total size and when the last one arrived (epoch seconds); `GET /recipients`
+how many messages each address received (the fault bench counts losses and duplicates by it);
+`POST /clear` forgets them. (`pushsvc stub smtp` would do, but its pages parse every message: too slow to poll
 at 100,000 messages.)
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections import Counter
 
 from aiohttp import web
 
@@ -28,12 +30,16 @@ def stats_app(sink: SmtpSink) -> web.Application:
             "last_at": messages[-1].received_at.timestamp() if messages else None,
         })  # fmt: skip
 
+    async def recipients(request: web.Request) -> web.Response:
+        return web.json_response(Counter(to for m in sink.messages() for to in m.rcpt_tos))
+
     async def clear(request: web.Request) -> web.Response:
         sink.clear()
         return web.json_response({"messages": 0})
 
     app = web.Application()
     app.router.add_get("/stats", stats)
+    app.router.add_get("/recipients", recipients)
     app.router.add_post("/clear", clear)
     return app
 

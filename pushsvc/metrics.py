@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from itertools import accumulate
 
 import sqlalchemy as sa
@@ -124,6 +124,50 @@ async def read_shared(redis: Redis) -> Shared:
     bounds = [*FANOUT_BUCKETS, float("inf")]
     fanout = Histogram(list(zip(bounds, accumulate(per_bucket))), float(raw.get(f"{FANOUT}|sum", 0)))
     return Shared(counters, fanout)
+
+
+# -- providers' circuit breakers (written by pushsvc.delivery.breaker) ---------------------------------
+
+# Every provider a channel speaks to, named as the breakers name them.
+PROVIDERS = ("smtp", "sms-gateway", "wechat-template", "wechat-robot")
+# The fields of a breaker's hash (redis_keys.breaker).
+FAILURES, DOWN_SINCE, ERROR = "failures", "down_since", "error"
+
+
+@dataclass(frozen=True)
+class ProviderState:
+    """A provider as its breaker sees it: `down_since` None while it is up; `failures` hand-overs
+    in a row reached nobody; `next_probe` when a hand-over may next try it (None: no probe pending)."""
+
+    provider: str
+    failures: int
+    down_since: datetime | None
+    error: str | None
+    next_probe: datetime | None
+
+
+async def provider_states(redis: Redis, providers: Iterable[str] = PROVIDERS) -> list[ProviderState]:
+    """The providers' breakers, read in one round trip."""
+    names = list(providers)
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(redis_keys.breaker(name)).pttl(redis_keys.breaker_probe(name))
+        replies = await pipe.execute()
+    at = time.time()
+    states = []
+    for i, name in enumerate(names):
+        fields = {k.decode(): v.decode() for k, v in replies[2 * i].items()}
+        probe_ms = replies[2 * i + 1]
+        since = fields.get(DOWN_SINCE)
+        states.append(ProviderState(
+            name, int(fields.get(FAILURES, 0)), None if since is None else _utc(float(since)), fields.get(ERROR),
+            _utc(at + probe_ms / 1000) if since is not None and probe_ms > 0 else None,
+        ))
+    return states
+
+
+def _utc(unix: float) -> datetime:
+    return datetime.fromtimestamp(unix, timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,19 @@ def wechat_token_lock(account: str) -> str:
     return f"{PREFIX}:wechat:token-lock:{account}"
 
 
+def breaker(provider: str) -> str:
+    """A provider's circuit breaker (pushsvc.delivery.breaker), a hash: `failures` (hand-overs in a
+    row that reached nobody), `down_since` (Unix time; absent while it is up), `error` (what opened
+    it). Deleted when a message gets through."""
+    return f"{PREFIX}:breaker:{provider}"
+
+
+def breaker_probe(provider: str) -> str:
+    """Set (NX, expiring) by the one worker that may probe a provider that is down; its time to
+    live is when the next probe may start."""
+    return f"{PREFIX}:breaker:{provider}:probe"
+
+
 def admin_session(session_digest: str) -> str:
     """A signed-in admin session (pushsvc.web.admin_sessions), under the SHA-256 of its id: a copy of
     Redis holds no session that could be replayed."""

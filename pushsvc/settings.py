@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pushsvc.core.retry import attempts_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "PUSHSVC_"
@@ -56,6 +58,16 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=6, ge=1)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=600.0, gt=0)
+    # A temporary failure is final only once max_attempts are spent *and*, even at the backoff's
+    # shortest draws, retry_for_hours have passed since the first attempt: max_attempts is raised to
+    # the attempts that takes (`_attempts_cover_retry_window`; 297 with these defaults), so an
+    # outage of hours fails nothing. 0: max_attempts alone decide.
+    retry_for_hours: float = Field(default=24.0, ge=0)
+    # A provider (SMTP relay, SMS gateway, WeChat templates, WeChat robots) is `down` once this many
+    # hand-overs in a row reached nobody for a temporary reason (pushsvc.delivery.breaker); its
+    # messages then wait `held`, and one hand-over every breaker_probe_seconds tries it again.
+    breaker_failures: int = Field(default=10, ge=1)
+    breaker_probe_seconds: float = Field(default=30.0, gt=0)
     stale_after_seconds: int = Field(default=300, ge=5)
     job_timeout_seconds: int = Field(default=60, ge=5)
     worker_max_jobs: int = Field(default=8, ge=1)
@@ -149,6 +161,25 @@ class Settings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return v.rstrip("/")
+
+    @field_validator("retry_for_hours")
+    @classmethod
+    def _retry_window_reachable(cls, v: float, info: ValidationInfo) -> float:
+        base, cap = info.data.get("retry_base_seconds"), info.data.get("retry_max_seconds")
+        if base and cap:  # else their own errors are reported
+            try:
+                attempts_for(v * 3600, base, cap)
+            except ValueError as exc:
+                raise ValueError(f"{exc} with PUSHSVC_RETRY_MAX_SECONDS={cap:g}: raise that, or lower this") from None
+        return v
+
+    @model_validator(mode="after")
+    def _attempts_cover_retry_window(self) -> Settings:
+        # Raised here rather than at each use: every caller of core.retry.ledger_update passes
+        # max_attempts, and all of them then keep the window.
+        window = attempts_for(self.retry_for_hours * 3600, self.retry_base_seconds, self.retry_max_seconds)
+        self.max_attempts = max(self.max_attempts, window)
+        return self
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,15 +1,17 @@
-"""`pushsvc status`: the queue and the delivery ledger at a glance, in the terminal.
+"""`pushsvc status`: the queue, the delivery ledger and the providers at a glance, in the terminal.
 
 It reads what /metrics reads (pushsvc.metrics), plus the ledger's counts by channel and status,
-which take a scan of the ledger: fine for a person asking, too much for every scrape.
+which take a scan of the ledger: fine for a person asking, too much for every scrape. A provider
+that is down (its circuit breaker open, pushsvc.delivery.breaker) shows in red with since when.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import get_args
+from typing import TypeVar, get_args
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -21,11 +23,20 @@ from pushsvc.core.clock import now
 from pushsvc.core.figures import duration
 from pushsvc.core.models import DeliveryStatus
 from pushsvc.core.quiet_hours import LOCAL_ZONE
-from pushsvc.metrics import QueueState, deliveries_by_channel, oldest_queued_age, policies_publishing, queue_state
+from pushsvc.metrics import (
+    ProviderState,
+    QueueState,
+    deliveries_by_channel,
+    oldest_queued_age,
+    policies_publishing,
+    provider_states,
+    queue_state,
+)
 from pushsvc.settings import Settings
 from pushsvc.store.db import Database
 
 STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,12 +51,13 @@ class Snapshot:
     at: datetime
     queue: QueueState | str  # the state, or why it could not be read
     ledger: Ledger | str
+    providers: list[ProviderState] | str
 
 
-async def _queue(settings: Settings) -> QueueState | str:
+async def _from_redis(settings: Settings, read: Callable[[Redis], Awaitable[T]]) -> T | str:
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
     try:
-        return await queue_state(redis)
+        return await read(redis)
     except (RedisError, OSError) as exc:
         return f"Redis unavailable ({type(exc).__name__})"
     finally:
@@ -66,12 +78,34 @@ async def _ledger(settings: Settings, at: datetime) -> Ledger | str:
 
 async def snapshot(settings: Settings) -> Snapshot:
     at = now()
-    queue, ledger = await asyncio.gather(_queue(settings), _ledger(settings, at))
-    return Snapshot(at, queue, ledger)
+    queue, ledger, providers = await asyncio.gather(
+        _from_redis(settings, queue_state), _ledger(settings, at), _from_redis(settings, provider_states))
+    return Snapshot(at, queue, ledger, providers)
+
+
+def _local(at: datetime) -> str:
+    return f"{at.astimezone(LOCAL_ZONE):%Y-%m-%d %H:%M:%S}"
+
+
+def show_providers(snap: Snapshot, console: Console) -> None:
+    if isinstance(snap.providers, str):
+        console.print(f"[red]Providers: {snap.providers}[/red]")
+        return
+    table = Table(title="Providers (circuit breakers)", title_justify="left")
+    for column in ("provider", "state", "since", "failures in a row", "next probe", "last error"):
+        table.add_column(column)
+    for p in snap.providers:
+        if p.down_since is None:
+            table.add_row(p.provider, "up", "", str(p.failures), "", "")
+            continue
+        since = f"{_local(p.down_since)} ({duration((snap.at - p.down_since).total_seconds())})"
+        probe = "" if p.next_probe is None else _local(p.next_probe)
+        table.add_row(p.provider, "DOWN", since, str(p.failures), probe, p.error or "", style="bold red")
+    console.print(table)
 
 
 def show(snap: Snapshot, console: Console) -> None:
-    console.print(f"[bold]pushsvc status[/bold]  {snap.at.astimezone(LOCAL_ZONE):%Y-%m-%d %H:%M:%S} (Asia/Shanghai)")
+    console.print(f"[bold]pushsvc status[/bold]  {_local(snap.at)} (Asia/Shanghai)")
     console.print()
     if isinstance(snap.queue, str):
         console.print(f"[red]Queue: {snap.queue}[/red]")
@@ -81,6 +115,8 @@ def show(snap: Snapshot, console: Console) -> None:
             queue.add_column(state, justify="right")
         queue.add_row(str(snap.queue.waiting), str(snap.queue.running), str(snap.queue.scheduled))
         console.print(queue)
+    console.print()
+    show_providers(snap, console)
     console.print()
     if isinstance(snap.ledger, str):
         console.print(f"[red]Ledger: {snap.ledger}[/red]")

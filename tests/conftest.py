@@ -132,6 +132,8 @@ def settings_env(database_url: str, redis_url: str, sink: SmtpSink) -> dict[str,
         "PUSHSVC_SWEEP_EVERY_SECONDS": "5",
         "PUSHSVC_RETRY_BASE_SECONDS": "0.5",
         "PUSHSVC_RETRY_MAX_SECONDS": "2",
+        # Scaled-down retries give up after PUSHSVC_MAX_ATTEMPTS alone, not after a day (test_breaker sets one).
+        "PUSHSVC_RETRY_FOR_HOURS": "0",
         "PUSHSVC_FANOUT_BATCH_SIZE": "100",
     }
 

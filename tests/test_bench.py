@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import fanout_email, match
+from bench import fanout_email, faults, match
 from bench.common import DEFAULT_PG_URL, sqlite_url
 from tests.conftest import PG_URL
 
@@ -24,3 +24,10 @@ def test_fanout_bench_small(capsys: pytest.CaptureFixture[str], redis_url: str) 
     fanout_email.main(["--subscribers", "2000", "--naive-recipients", "200", "--redis-url", redis_url])
     out = capsys.readouterr().out
     assert "2,000 sent, 0 failed" in out and "pushsvc / raw" in out and "pushsvc / naive" in out
+
+
+def test_fault_bench_sms_timeouts_quick(capsys: pytest.CaptureFixture[str], redis_url: str) -> None:
+    # The SMS stand-in taking 30% of the requests and never answering: nothing lost, failed or twice.
+    assert faults.main(["--quick", "--backend", "sqlite", "--only", "sms", "--redis-url", redis_url]) == 0
+    out = capsys.readouterr().out
+    assert "sms" in out and "lost=0 duplicated=0 (+0 copies) failed=0" in out, out

@@ -3,13 +3,14 @@ channel that is missing, cannot render or breaks comes to, and the row updates k
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import date, datetime, timezone
 from typing import Any, ClassVar, cast
 
 import pytest
 
-from pushsvc.channels.base import Channel
+from pushsvc.channels.base import Channel, Report, no_report
 from pushsvc.core.messages import CaseAlertMessage, HasContacts, Message, Outcome, PolicyMessage, Recipient
 from pushsvc.core.rendering import RenderError
 from pushsvc.delivery.send import Row, SendStep
@@ -48,7 +49,8 @@ class StandIn(Channel):
     def preview(self, message: Message, locale: str) -> dict[str, Any]:
         return {}
 
-    async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
+    async def send(self, message: Message, recipients: list[Recipient], deadline: float | None = None,
+                   report: Report = no_report) -> list[Outcome]:
         if self.fault is not None:
             raise self.fault
         self.sent += [r.delivery_id for r in recipients]
@@ -67,9 +69,17 @@ def step(settings: Settings, channel: Channel | None, written: list[dict[str, An
         assert written is not None
         written.extend(updates)
 
-    svc = Services(settings=settings, db=None, catalogue=None, signer=None, renderer=None, redis=None,  # type: ignore[arg-type]
-                   channels={StandIn.name: channel} if channel else {})
+    svc = Services(settings=settings, db=NoDatabase(), catalogue=None, signer=None, renderer=None,  # type: ignore[arg-type]
+                   redis=None, channels={StandIn.name: channel} if channel else {})
     return SendStep(svc, "policy", ledger if written is not None else None)
+
+
+class NoDatabase:
+    """The step writes through `db.write()`; the ledger stand-ins ignore the connection."""
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        yield None
 
 
 def people(*ids: int, **quiet: int) -> list[Recipient]:
@@ -105,7 +115,7 @@ async def test_a_channel_that_raises_settles_its_recipients_and_keeps_the_rest(
     sending.settle(StandIn.name, [Outcome(9, "failed", "unsubscribed before sending")], own_rows(9))
     results = await sending.send(StandIn.name, POLICY, people(1, 2), own_rows(1, 2), NOON)
     assert [r.status for r in results] == [status, status]
-    await sending.write(cast(Any, None))
+    await sending.flush()
     assert sorted(u["did"] for u in written) == [1, 2, 9]
 
 
@@ -120,6 +130,6 @@ async def test_one_outcome_settles_every_row_it_stands_for(settings: Settings) -
     sending = step(settings, StandIn(RuntimeError("down")), written)
     [result] = await sending.send(StandIn.name, POLICY, people(1), {1: (Row(1, 1), Row(5, settings.max_attempts))},
                                   NOON)
-    await sending.write(cast(Any, None))
+    await sending.flush()
     assert [(u["did"], u["new_status"]) for u in result.updates] == [(1, "queued"), (5, "failed")]
     assert written == list(result.updates)

@@ -25,6 +25,8 @@ _MAX_ITEMS = 10_000
 class SmsReceipt(BaseModel):
     message_id: str = Field(min_length=1, max_length=100)
     phone_number: str | None = Field(default=None, max_length=20)
+    out_id: str | None = Field(default=None, max_length=64,
+                               description="our id of the request the message came in: settles rows left `unknown`")
     delivered: bool
     error_code: str | None = Field(default=None, max_length=60)
     reported_at: AwareDatetime | None = None

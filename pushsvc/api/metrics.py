@@ -20,7 +20,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from pushsvc.core.clock import now
 from pushsvc.http.metrics import REGISTRY
 from pushsvc.http.routing import endpoint, services
-from pushsvc.metrics import FANOUT, FANOUT_HELP, oldest_queued_age, policies_publishing, queue_state, read_shared
+from pushsvc.metrics import (
+    FANOUT,
+    FANOUT_HELP,
+    oldest_queued_age,
+    policies_publishing,
+    provider_states,
+    queue_state,
+    read_shared,
+)
 from pushsvc.services import Services
 
 log = logging.getLogger(__name__)
@@ -51,7 +59,11 @@ async def _from_redis(svc: Services) -> list[Metric]:
                              "scheduled for later (deferred, retries)", labels=("state",))
     for state in ("waiting", "running", "scheduled"):
         jobs.add_metric((state,), getattr(queue, state))
-    return [*families, jobs]
+    down = GaugeMetricFamily("pushsvc_provider_down", "Since when a provider is down (its circuit breaker open), "
+                             "as Unix time; 0 while it is up", labels=("provider",))
+    for p in await provider_states(svc.redis):
+        down.add_metric((p.provider,), p.down_since.timestamp() if p.down_since else 0.0)
+    return [*families, jobs, down]
 
 
 def _le(bound: float) -> str:
@@ -69,7 +81,7 @@ async def _from_ledger(svc: Services) -> list[Metric]:
     ]
 
 
-@endpoint("GET", "/metrics", summary="Prometheus metrics: requests, deliveries, receipts, fan-out time, queue, "
+@endpoint("GET", "/metrics", summary="Prometheus metrics: requests, deliveries, receipts, fan-out time, queue, providers down, "
           "ledger", tag="operations")
 async def metrics(request: web.Request) -> web.Response:
     svc = services(request)

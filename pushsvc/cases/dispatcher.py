@@ -3,8 +3,9 @@
 The API stores an event and pushes its case's id onto a Redis list. Every worker runs a
 dispatcher that takes up to a batch of ids at a time and sends them together: one transaction
 claims the cases' leases, one read finds what is pending, the sends go out concurrently (each
-case's in event order per channel), one transaction records the outcomes and releases the leases.
-A job per event cost more than the sending itself; a batch costs three statements for all.
+case's in event order per channel) with their outcomes written as they come (the send step), and
+one transaction releases the leases. A job per event cost more than the sending itself; a batch
+costs a handful of statements for all.
 
 A worker holding a case sends all of its due notifications, oldest event first; on each channel
 it stops at the first one that has to wait (a temporary failure backing off), so a later event
@@ -100,7 +101,7 @@ async def send_cases(svc: Services, case_ids: Sequence[int]) -> dict[int, float]
             claimed = await claim_cases(conn, ids, owner, at, at + timedelta(seconds=lease_seconds(svc)))
         if not claimed:
             break
-        step = SendStep(svc, "case", write_notification_outcomes)
+        step = SendStep(svc, "case", write_notification_outcomes, deadline)
         try:
             async with svc.db.read() as conn:  # the leases are ours: no need to hold the write lock to read
                 pending = await pending_notifications(conn, claimed)
@@ -120,9 +121,11 @@ async def send_cases(svc: Services, case_ids: Sequence[int]) -> dict[int, float]
 
 async def _finish(svc: Services, case_ids: list[int], owner: str,
                   step: SendStep) -> tuple[list[int], dict[int, datetime]]:
-    """Record outcomes and release the leases, then look for work again (see the module doc)."""
+    """Record what is not recorded yet, release the leases, then look for work again (see the
+    module doc). Outcomes first: a lease released before its case's outcomes are written would let
+    another worker send them again."""
+    await step.flush()
     async with svc.db.write() as conn:
-        await step.write(conn)
         await release_cases(conn, case_ids, owner)
         found = await next_pending(conn, case_ids, now())
     await step.count()

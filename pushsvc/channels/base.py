@@ -3,10 +3,26 @@ message contract (`pushsvc.core.messages`)."""
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pushsvc.core.messages import HasContacts, Message, Outcome, Recipient
+from pushsvc.settings import Settings
+
+# How a channel tells the send step an outcome as soon as it is known, so that the step can record
+# it before the whole batch is done: a job stopped or killed then keeps what the provider accepted.
+Report = Callable[[Outcome], None]
+
+
+def no_report(outcome: Outcome) -> None:
+    """For a caller that only reads the outcomes `send` returns."""
+
+
+def send_deadline(settings: Settings) -> float:
+    """The deadline of a send starting now (the event loop's clock): the job's send budget."""
+    return asyncio.get_running_loop().time() + settings.send_budget_seconds
 
 
 class Channel(ABC):
@@ -35,8 +51,20 @@ class Channel(ABC):
     async def close(self) -> None:
         return None
 
+    async def resolve(self, request: str) -> dict[str, Outcome] | None:
+        """What became of a provider request whose rows are `unknown` (`request`: their provider_ref
+        before `UNKNOWN_REF_SEPARATOR`): an outcome (delivery_id 0) per row ref the provider
+        reports, a row ref left out was not taken; None while the provider cannot tell. The default
+        is for providers without a query (SMTP): None, the receipts alone can settle them."""
+        return None
+
     @abstractmethod
-    async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
+    async def send(self, message: Message, recipients: list[Recipient], deadline: float | None = None,
+                   report: Report = no_report) -> list[Outcome]:
         """Send one message to many; one Outcome per recipient, in any order. Never raises for a
         single recipient's failure: that is an Outcome. Called by the send step
-        (`pushsvc.delivery.send`) only."""
+        (`pushsvc.delivery.send`) only.
+
+        `deadline` (the event loop's clock; None: `send_deadline`): no message, call or request
+        starts after it; the recipients it leaves are `untried` (no attempt spent). Each outcome
+        is also given to `report` as soon as it is known; the list returned holds them all."""

@@ -13,13 +13,20 @@ layout's fixed tail: it adds bytes to each message, not work.
 
 Outcome rules (never an exception for one recipient):
 - 2xx: `sent`, provider_ref = the Message-ID.
-- `retry` (the reason kept as error): a 4xx reply; a dropped connection or a timeout; a server that
+- `unknown`, provider_ref = the Message-ID: the session was lost (dropped, timed out) once the
+  message's DATA had begun, before the server's reply. SMTP has no way to ask whether it was taken,
+  so it is not sent again: a government notice sent twice is worse than a rare loss, and the
+  department sees these as `unknown` in its counts. (The mark is set when DATA is issued: a session
+  lost between DATA and the server's 354 counts as unknown too, which errs the same way.)
+- `retry` (the reason kept as error): a 4xx reply; a dropped connection or a timeout before DATA; a server that
   can't be reached, greeted or logged in to, or that refuses our sender (then the rest of the
   batch is deferred at once rather than each recipient waiting out a timeout). A 421 or a
   transport error drops the connection (reopened on next use); after other 4xx replies
   aiosmtplib has already sent RSET, so the session is kept.
 - `held` until the next slot (not an attempt): over PUSHSVC_SMTP_PER_SECOND, shared by every
   worker, with no slot free in the first half of the job's time.
+- `untried` (not an attempt): the send's deadline (the job's send budget) passed before the
+  message's turn; checked before each message, so a slow relay cannot keep a job past its time.
 - `failed`: a 5xx reply to the recipient or the message, keeping the server's reply
   ("550 5.1.1 mailbox unavailable"); no address ("no e-mail address"); an address that is
   syntactically unusable ("invalid e-mail address", without echoing it: logs and the ledger
@@ -42,7 +49,7 @@ from typing import Any, ClassVar, get_args
 
 import aiosmtplib
 
-from pushsvc.channels.base import Channel
+from pushsvc.channels.base import Channel, Report, no_report, send_deadline
 from pushsvc.core.clock import now
 from pushsvc.core.identifiers import ascii_email
 from pushsvc.core.messages import HasContacts, Message, Outcome, OutcomeStatus, Recipient
@@ -316,7 +323,8 @@ class EmailChannel(Channel):
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
+    async def send(self, message: Message, recipients: list[Recipient], deadline: float | None = None,
+                   report: Report = no_report) -> list[Outcome]:
         pool = self._pool
         if pool is None:
             raise RuntimeError("EmailChannel.send() called before start()")
@@ -329,12 +337,14 @@ class EmailChannel(Channel):
         # Once the server can't be reached, the rest of the batch is deferred at once instead of
         # each recipient waiting out its own connect timeout.
         unreachable: list[str] = []
-        # Slots of the shared pace are waited for only within the job's send budget.
-        deadline = asyncio.get_running_loop().time() + self._settings.send_budget_seconds
+        # No message starts, and no slot of the shared pace is waited for, after the deadline.
+        until = send_deadline(self._settings) if deadline is None else deadline
 
         async def lane() -> None:
             for recipient in pending:  # lanes share one iterator: each takes the next recipient
-                outcomes.append(await self._deliver(pool, message, recipient, date, unreachable, deadline))
+                outcome = await self._deliver(pool, message, recipient, date, unreachable, until)
+                report(outcome)
+                outcomes.append(outcome)
 
         await asyncio.gather(*(lane() for _ in range(min(len(recipients), self._settings.smtp_connections))))
         return outcomes
@@ -359,6 +369,8 @@ class EmailChannel(Channel):
         message_id, data = self.compose(message, recipient, to, date)
         connection = await pool.get()
         try:
+            if asyncio.get_running_loop().time() >= deadline:
+                return Outcome(recipient.delivery_id, "untried", "the job's send budget ran out")
             # The slot is taken with a connection ready to send: a slot must pass neither waiting for a
             # connection nor opening one (the provider counts messages as they arrive).
             await connection.ready()
@@ -369,10 +381,15 @@ class EmailChannel(Channel):
         except _Unreachable as exc:
             unreachable.append(str(exc)[:_ERROR_MAX])
             return Outcome(recipient.delivery_id, "retry", unreachable[0])
+        except asyncio.CancelledError:
+            connection.drop()  # cut off mid-command (the send step's cutoff): the session is unusable
+            raise
         finally:
             pool.put_nowait(connection)
         if status == "sent":
             return Outcome(recipient.delivery_id, "sent", provider_ref=message_id)
+        if status == "unknown":
+            return Outcome(recipient.delivery_id, "unknown", reply[:_ERROR_MAX], provider_ref=message_id)
         return Outcome(recipient.delivery_id, status, reply[:_ERROR_MAX])
 
 
@@ -380,11 +397,22 @@ class _Unreachable(Exception):
     """Connecting, TLS or logging in failed: the server is the problem, not any recipient."""
 
 
+class _Smtp(aiosmtplib.SMTP):
+    """aiosmtplib's client, marking when a message's DATA began: a session lost after that may have
+    delivered the message (what never came is the reply)."""
+
+    in_data = False
+
+    async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.in_data = True
+        return await super().data(*args, **kwargs)
+
+
 class _Connection:
     """One pooled SMTP session: opened on first use, reopened after it drops. One message at a time."""
 
     def __init__(self, settings: Settings) -> None:
-        self._smtp = aiosmtplib.SMTP(
+        self._smtp = _Smtp(
             hostname=settings.smtp_host,
             port=settings.smtp_port,
             username=settings.smtp_username,
@@ -412,8 +440,10 @@ class _Connection:
         return smtp
 
     async def send(self, sender: str, to: str, data: bytes) -> tuple[OutcomeStatus, str]:
-        """("sent", reply) when accepted, else ("retry" | "failed", reason); raises _Unreachable."""
+        """("sent", reply) when accepted, else ("retry" | "failed" | "unknown", reason); raises
+        _Unreachable."""
         smtp = await self.ready()
+        self._smtp.in_data = False
         try:
             _, reply = await smtp.sendmail(sender, [to], data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -429,13 +459,18 @@ class _Connection:
             return _by_code(exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError) as exc:  # disconnects, timeouts
             self._smtp.close()
-            return "retry", str(exc) or type(exc).__name__
+            lost = isinstance(exc, (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError))
+            return ("unknown" if lost and self._smtp.in_data else "retry"), str(exc) or type(exc).__name__
         except Exception as exc:  # one recipient must never sink the batch
             log.exception("unexpected error sending e-mail")
             self._smtp.close()
             return "retry", f"{type(exc).__name__}: {exc}"
         self._last_used = time.monotonic()
         return "sent", reply
+
+    def drop(self) -> None:
+        """Close the session without a word to the server (reopened on next use)."""
+        self._smtp.close()
 
     async def quit(self) -> None:
         if not self._smtp.is_connected:

@@ -46,13 +46,20 @@ class Recipient:
     quiet_end: int | None = None
 
 
-OutcomeStatus = Literal["sent", "retry", "failed", "held"]
+OutcomeStatus = Literal["sent", "retry", "failed", "held", "unknown", "untried"]
+# An `unknown` outcome's provider_ref: "<request>#<recipient>", our own id of the provider request
+# and a mark of the recipient in it, so that a later query of the request (`Channel.resolve`) or a
+# receipt naming both settles the row.
+UNKNOWN_REF_SEPARATOR = "#"
 
 
 @dataclass(frozen=True)
 class Outcome:
     """`retry`: temporary, try again later; `failed`: permanent, never retried; `held`: not now,
-    not before `not_before` (quiet hours, a provider's pace). `error` keeps the reason."""
+    not before `not_before` (quiet hours, a provider's pace); `unknown`: the provider may have taken
+    it (a timeout after the request went out) and could not say: never sent again, settled later
+    by a receipt or a query; `untried`: not sent because the job's send budget ran out first (the
+    row goes back to the queue, due at once, no attempt counted). `error` keeps the reason."""
 
     delivery_id: int
     status: OutcomeStatus

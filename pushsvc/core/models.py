@@ -14,7 +14,7 @@ from pushsvc.core.timeliness import Timeliness
 Frequency = Literal["immediate", "daily", "weekly"]
 Locale = Literal["zh-CN", "zh-HK", "en"]
 Disclosure = Literal["proactive", "on_request", "not_disclosed"]
-DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "failed", "held", "digest"]
+DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "failed", "held", "digest", "unknown"]
 Url = Field(default=None, max_length=1000, pattern=r"^https?://\S+$")
 Name = Annotated[str, Field(max_length=64)]  # a catalogue name: audience group, attribute, domain, channel
 
@@ -192,6 +192,8 @@ class ChannelCounts(BaseModel):
     delivered: int = 0
     failed: int = 0
     held: int = 0
+    unknown: int = Field(default=0, description="the provider may have taken them and could not say (no reply "
+                         "came); never sent again: a receipt or a query to the provider settles them")
 
 
 class FieldChange(BaseModel):

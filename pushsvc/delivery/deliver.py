@@ -1,4 +1,5 @@
-"""Deliver: send one batch of one policy on one channel, and write what happened in bulk."""
+"""Deliver: send one batch of one policy on one channel, writing what happened as it comes (the
+send step), and hand back to the queue what the job's send budget left unsent."""
 
 from __future__ import annotations
 
@@ -34,13 +35,17 @@ async def run_deliver(
     until the batch's earliest waiting row (a retry, the end of quiet hours) is due, or None when
     nothing of the batch is left waiting."""
     at = now()
+    step = SendStep(svc, "notice" if notice else "policy", write_outcomes)  # the budget starts now
     async with svc.db.write() as conn:
         claimed = await claim(conn, policy_id, notice, channel_name, lo, hi, at, lease_cutoff(svc, at))
-    step = SendStep(svc, "notice" if notice else "policy", write_outcomes)
     if claimed:
-        await _send(svc, step, load, policy_id, notice, channel_name, claimed, at)
-    async with svc.db.write() as conn:
-        await step.write(conn)
+        try:
+            await _send(svc, step, load, policy_id, notice, channel_name, claimed, at)
+        finally:
+            # However the send ended (done, the job cancelled, an error), what the channel answered
+            # is written and the rows it never got go back to the queue.
+            await asyncio.shield(_settle_up(svc, step, claimed))
+    async with svc.db.read() as conn:
         due = await next_due(conn, policy_id, notice, channel_name, lo, hi)
     await step.count()
     return None if due is None else max(0.0, (due - now()).total_seconds())
@@ -51,23 +56,23 @@ async def _send(
     claimed: list[Claimed], at: datetime,
 ) -> None:
     """Send the claimed rows (held in quiet hours from `at`, the claim's time) through `step`."""
-    rows = {c.delivery_id: (Row(c.delivery_id, c.attempts),) for c in claimed}
-    try:
-        message = await load(svc, policy_id, notice, to_send=True)
-        async with svc.db.read() as conn:
-            recipients, gone = await load_recipients(conn, claimed, channel_name)
-        step.settle(channel_name, left_before_sending(gone), rows)
-        if message is None:
-            reason = "the policy is gone or no longer in force"
-            step.settle(channel_name, [Outcome(r.delivery_id, "failed", reason) for r in recipients], rows)
-        elif recipients:
-            await step.send(channel_name, message, recipients, rows, at)
-    except asyncio.CancelledError:
-        # Stopped before the outcomes were known: give the rows back rather than leave them `sending`.
-        await asyncio.shield(_release(svc, [c.delivery_id for c in claimed]))
-        raise
+    rows = {c.delivery_id: (Row(c.delivery_id, c.attempts + 1),) for c in claimed}
+    message = await load(svc, policy_id, notice, to_send=True)
+    async with svc.db.read() as conn:
+        recipients, gone = await load_recipients(conn, claimed, channel_name)
+    step.settle(channel_name, left_before_sending(gone), rows)
+    if message is None:
+        reason = "the policy is gone or no longer in force"
+        step.settle(channel_name, [Outcome(r.delivery_id, "failed", reason) for r in recipients], rows)
+    elif recipients:
+        await step.send(channel_name, message, recipients, rows, at)
 
 
-async def _release(svc: Services, delivery_ids: list[int]) -> None:
-    async with svc.db.write() as conn:
-        await release(conn, delivery_ids, now())
+async def _settle_up(svc: Services, step: SendStep, claimed: list[Claimed]) -> None:
+    """Write the outcomes kept, then release the claimed rows without one (never handed to the
+    channel), their attempts as they were."""
+    await step.flush()
+    unsent = [c.delivery_id for c in claimed if c.delivery_id not in step.settled]
+    if unsent:
+        async with svc.db.write() as conn:
+            await release(conn, unsent, now())

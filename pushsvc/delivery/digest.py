@@ -14,8 +14,10 @@ Why a run every few minutes rather than one at the digest time: SMS and WeChat d
 the end of the subscriber's quiet hours, and a temporary failure is tried again after its backoff,
 and both only need a later run to find the rows still waiting. Runs are idempotent (the claim)
 and one at a time (a Redis lock), so two workers or a repeated cron send nothing twice. A run
-killed while sending leaves its rows `sending`: the sweeper then hands them to deliver jobs, one
-message each.
+sends only within its job's send budget (the send step's deadline): batches after it wait for the
+next run, and a digest whose turn came too late goes back to `digest`, no attempt counted.
+Outcomes are written as they come; a run killed while sending leaves only the rows of the last
+moment `sending`: the sweeper then hands them to deliver jobs, one message each.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, get_args
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc import redis_keys
+from pushsvc.channels.base import send_deadline
 from pushsvc.core.clock import now
 from pushsvc.core.links import page_url, policy_path, short_url
 from pushsvc.core.messages import DigestMessage, Recipient
@@ -121,13 +124,15 @@ async def run_digest(svc: Services, at: datetime | None = None) -> int:
         return 0  # another worker's run is at it
     try:
         sent, after = 0, 0
-        while True:
+        deadline = send_deadline(svc.settings)
+        while asyncio.get_running_loop().time() < deadline:  # the rest waits for the next run
             async with svc.db.read() as conn:
                 sids = await digest_subscribers(conn, run.frequencies, run.before, at, after, BATCH_SUBSCRIBERS)
             if not sids:
-                return sent
+                break
             after = sids[-1]
-            sent += await _batch(svc, run, sids[0], sids[-1], at)
+            sent += await _batch(svc, run, sids[0], sids[-1], at, deadline)
+        return sent
     finally:
         if await svc.redis.get(redis_keys.DIGEST_LOCK) == owner.encode():
             await svc.redis.delete(redis_keys.DIGEST_LOCK)
@@ -145,7 +150,7 @@ class _Group:
         return self.rows[0]
 
 
-async def _batch(svc: Services, run: Run, lo: int, hi: int, at: datetime) -> int:
+async def _batch(svc: Services, run: Run, lo: int, hi: int, at: datetime, deadline: float) -> int:
     default_quiet = parse_span(svc.settings.quiet_hours)
     gone: dict[str, list[int]] = {}
     async with svc.db.read() as conn:
@@ -174,15 +179,16 @@ async def _batch(svc: Services, run: Run, lo: int, hi: int, at: datetime) -> int
         g.rows = [row for row in g.rows if row.delivery_id in taken]
     # The digest's outcome settles every row it lists, each at its own attempt.
     rows = {first: [Row(row.delivery_id, row.attempts + 1) for row in g.rows] for first, g in by_first.items()}
-    step = SendStep(svc, "digest", _write_rows)
-    for channel_name, ids in gone.items():
-        step.settle(channel_name, left_before_sending(ids), rows)
-    messages = await _messages(svc, run, [g for g in groups.values() if g.recipient and g.rows])
-    results = await asyncio.gather(
-        *(step.send(channel, message, recipients, rows, at) for channel, message, recipients in messages)
-    )
-    async with svc.db.write() as conn:
-        await step.write(conn)
+    step = SendStep(svc, "digest", _write_rows, deadline)
+    try:
+        for channel_name, ids in gone.items():
+            step.settle(channel_name, left_before_sending(ids), rows)
+        messages = await _messages(svc, run, [g for g in groups.values() if g.recipient and g.rows])
+        results = await asyncio.gather(
+            *(step.send(channel, message, recipients, rows, at) for channel, message, recipients in messages)
+        )
+    finally:
+        await step.flush()  # what was sent is recorded even when the run is stopped
     await step.count()
     return sum(1 for sent in results for result in sent if result.outcome.status == "sent")
 

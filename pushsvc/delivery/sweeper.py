@@ -1,16 +1,26 @@
 """The sweeper: the database is the truth, Redis only carries work. Anything the ledger says is
-waiting but nobody is working on (Redis restarted, a worker died) is enqueued again."""
+waiting but nobody is working on (Redis restarted, a worker died) is enqueued again, and rows left
+`unknown` (a provider that may have taken them did not say) are asked after again."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
 
 from pushsvc.core.clock import now
+from pushsvc.core.messages import UNKNOWN_REF_SEPARATOR, Outcome
+from pushsvc.core.retry import ledger_update
 from pushsvc.delivery.deliver import lease_cutoff
 from pushsvc.jobs import enqueue_deliver_ranges, enqueue_fanout, fanout_job_id
 from pushsvc.services import Services
 from pushsvc.store.deliveries import stale_work
 from pushsvc.store.policies import due_scheduled, unfinished_fanouts
+from pushsvc.store.receipts import Unknown, settle_unknown, unknown_rows
+
+log = logging.getLogger(__name__)
+
+_UNKNOWN_ROWS = 5000  # per ledger and sweep: a handful of provider requests
 
 
 async def run_sweep(svc: Services) -> int:
@@ -29,4 +39,40 @@ async def run_sweep(svc: Services) -> int:
             enqueued += 1
         stale = stale_work(conn, stale_before, lease_cutoff(svc, stale_before))
         enqueued += await enqueue_deliver_ranges(svc.redis, stale, svc.settings.fanout_batch_size, tag)
+    await settle_unknowns(svc, stale_before)
     return enqueued
+
+
+async def settle_unknowns(svc: Services, before: datetime) -> int:
+    """Ask the providers about requests whose rows are `unknown` since before `before` (receipts
+    usually settle them first): taken rows become what the provider says (sent, failed), rows it
+    did not take are queued again (an attempt spent), and while it cannot tell they stay. Returns
+    how many rows were settled."""
+    async with svc.db.read() as conn:
+        rows = await unknown_rows(conn, before, _UNKNOWN_ROWS)
+    requests: defaultdict[tuple[str, str, str], list[Unknown]] = defaultdict(list)
+    for row in rows:
+        requests[(row.ledger, row.channel, row.ref.split(UNKNOWN_REF_SEPARATOR, 1)[0])].append(row)
+    s, settled = svc.settings, 0
+    for (ledger, channel_name, request), waiting in requests.items():
+        channel = svc.channels.get(channel_name)
+        answer = None if channel is None else await channel.resolve(request)
+        if answer is None:
+            continue
+        at = now()
+        updates = [
+            ledger_update(_outcome(row, answer.get(row.ref)), row.attempts, s.max_attempts, at,
+                          s.retry_base_seconds, s.retry_max_seconds)
+            for row in waiting
+        ]
+        async with svc.db.write() as conn:
+            await settle_unknown(conn, ledger, updates)
+        settled += len(updates)
+        log.info("settled %d %s rows of request %s by asking the provider", len(updates), channel_name, request)
+    return settled
+
+
+def _outcome(row: Unknown, told: Outcome | None) -> Outcome:
+    if told is None:
+        return Outcome(row.id, "retry", "the provider did not take the request")
+    return Outcome(row.id, told.status, told.error, told.provider_ref, told.not_before)

@@ -43,10 +43,11 @@ async def insert_rows(
 
 async def update_rows(
     conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[str, Any]], key: tuple[str, str],
-    values: Mapping[str, str],
+    values: Mapping[str, str], only: sa.ColumnElement[bool] | None = None,
 ) -> None:
     """For each row: UPDATE `table` SET column = row[name] for each (column, name) of `values`
-    WHERE key column = row[key name]. `key` is (column, name)."""
+    WHERE key column = row[key name] (and `only`, a condition on the table's columns with constant
+    values, such as `status == "sending"`). `key` is (column, name)."""
     if not rows:
         return
     q = conn.dialect.identifier_preparer.quote
@@ -54,18 +55,21 @@ async def update_rows(
     columns = [table.c[column] for column, _ in pairs]
     names = [name for _, name in pairs]
     table_name, key_column = q(table.name), q(key[0])
+    # Our own constants, never supplied values: rendered into the statement, which binds only rows.
+    guard = "" if only is None else " AND " + str(only.compile(dialect=conn.dialect,
+                                                                compile_kwargs={"literal_binds": True}))
     if conn.dialect.name == "postgresql":
         aliases = [f"v{i}" for i in range(len(pairs))]
         sets = ", ".join(f"{q(column)} = u.{alias}" for column, alias in zip(values, aliases))
         await conn.exec_driver_sql(
             f"UPDATE {table_name} SET {sets} FROM unnest({_arrays(conn, columns)}) AS u({', '.join(aliases)}) "
-            f"WHERE {table_name}.{key_column} = u.{aliases[-1]}",
+            f"WHERE {table_name}.{key_column} = u.{aliases[-1]}{guard}",
             tuple(_column_lists(conn, columns, names, rows)),
         )
     else:
         sets = ", ".join(f"{q(column)} = ?" for column in values)
         await conn.exec_driver_sql(
-            f"UPDATE {table_name} SET {sets} WHERE {key_column} = ?", _row_tuples(conn, columns, names, rows)
+            f"UPDATE {table_name} SET {sets} WHERE {key_column} = ?{guard}", _row_tuples(conn, columns, names, rows)
         )
 
 

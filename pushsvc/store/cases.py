@@ -157,13 +157,15 @@ async def case_with_department(conn: AsyncConnection, case_id: int) -> dict[str,
 
 
 async def write_notification_outcomes(conn: AsyncConnection, updates: Sequence[dict[str, Any]]) -> None:
-    """`updates` as made by core.retry.ledger_update, one per notification sent (attempts + 1)."""
+    """`updates` as made by core.retry.ledger_update, one per notification settled (its attempts
+    counted there: a notification not tried keeps its count)."""
     if updates:
         await conn.execute(
             sa.update(case_notifications).where(N.id == sa.bindparam("did")).values(
                 status=sa.bindparam("new_status"), error=sa.bindparam("new_error"),
                 provider_ref=sa.bindparam("new_ref"), next_attempt_at=sa.bindparam("new_next"),
-                sent_at=sa.bindparam("new_sent"), updated_at=sa.bindparam("new_updated"), attempts=N.attempts + 1,
+                sent_at=sa.bindparam("new_sent"), updated_at=sa.bindparam("new_updated"),
+                attempts=sa.bindparam("new_attempts"),
             ),
             list(updates),
         )

@@ -19,7 +19,7 @@ D = deliveries.c
 S = subscribers.c
 RECEIVED = ("sent", "delivered")
 # write_outcomes' columns and the keys core.retry.ledger_update gives them.
-OUTCOME_VALUES = {"status": "new_status", "error": "new_error", "provider_ref": "new_ref",
+OUTCOME_VALUES = {"status": "new_status", "attempts": "new_attempts", "error": "new_error", "provider_ref": "new_ref",
                   "next_attempt_at": "new_next", "sent_at": "new_sent", "updated_at": "new_updated"}
 _IN_CHUNK = 1000  # ids per IN list: far below either backend's limit on bound parameters
 
@@ -41,7 +41,9 @@ async def claim(
     lease_expired_before: datetime,
 ) -> list[Claimed]:
     """Move a batch's due deliveries to `sending`. Rows still `sending` from a worker that died
-    (their lease ran out) are taken again: those, and only those, may be sent twice."""
+    (their lease ran out) are taken again: those, and only those, may be sent twice. A claim is
+    no attempt: attempts are counted when an outcome is written (core.retry.ledger_update), so a
+    row given back unsent keeps its count and no count is ever taken back."""
     due = sa.or_(
         sa.and_(D.status == "queued", sa.or_(D.next_attempt_at.is_(None), D.next_attempt_at <= at)),
         # Held for quiet hours or the provider's pace (digest rows have a status of their own).
@@ -52,8 +54,7 @@ async def claim(
         sa.update(deliveries)
         .where(D.policy_id == policy_id, D.notice == notice, D.channel == channel, D.subscriber_id.between(lo, hi),
                due)
-        # Taking a row held for quiet hours or pacing again is not a new attempt at sending it.
-        .values(status="sending", attempts=D.attempts + sa.case((D.status == "held", 0), else_=1), updated_at=at)
+        .values(status="sending", updated_at=at)
         .returning(D.id, D.subscriber_id, D.attempts)
     )
     return [Claimed(*row) for row in result]
@@ -85,8 +86,10 @@ async def load_recipients(
 
 
 async def write_outcomes(conn: AsyncConnection, updates: Sequence[dict[str, Any]]) -> None:
-    """One statement per call: each dict as made by core.retry.ledger_update."""
-    await update_rows(conn, deliveries, updates, key=("id", "did"), values=OUTCOME_VALUES)
+    """One statement per call: each dict as made by core.retry.ledger_update. Only rows still
+    `sending` change: an outcome coming late (its claim's lease ran out and another run took the
+    row) never puts back a row already settled, above all one written `sent`."""
+    await update_rows(conn, deliveries, updates, key=("id", "did"), values=OUTCOME_VALUES, only=D.status == "sending")
 
 
 async def next_due(
@@ -107,12 +110,14 @@ async def next_due(
 
 
 async def release(conn: AsyncConnection, delivery_ids: Sequence[int], at: datetime) -> None:
-    """Give claimed rows back to the queue (a worker stopping before it could send them)."""
-    if delivery_ids:
+    """Give claimed rows that were never handed to a channel back to the queue (a job stopping
+    before it could send them); attempts stay as they are. Rows with an outcome written are no
+    longer `sending` and stay as they are."""
+    for start in range(0, len(delivery_ids), _IN_CHUNK):
         await conn.execute(
             sa.update(deliveries)
-            .where(D.id.in_(list(delivery_ids)), D.status == "sending")
-            .values(status="queued", attempts=D.attempts - 1, updated_at=at)
+            .where(D.id.in_(list(delivery_ids[start : start + _IN_CHUNK])), D.status == "sending")
+            .values(status="queued", next_attempt_at=None, updated_at=at)
         )
 
 
@@ -244,14 +249,14 @@ async def waiting_for_digest(
 
 
 async def claim_for_digest(conn: AsyncConnection, delivery_ids: Sequence[int], at: datetime) -> set[int]:
-    """Move due digest rows to `sending` (an attempt); returns those taken. A row another run
-    took first is not returned."""
+    """Move due digest rows to `sending` (not yet an attempt: that is counted with the outcome);
+    returns those taken. A row another run took first is not returned."""
     taken: set[int] = set()
     for start in range(0, len(delivery_ids), _IN_CHUNK):
         result = await conn.execute(
             sa.update(deliveries)
             .where(D.id.in_(list(delivery_ids[start : start + _IN_CHUNK])), _due_for_digest(at))
-            .values(status="sending", attempts=D.attempts + 1, updated_at=at)
+            .values(status="sending", updated_at=at)
             .returning(D.id)
         )
         taken.update(result.scalars())

@@ -22,7 +22,9 @@ from pushsvc.store.schema import (
 P = policies.c
 D = deliveries.c
 N = policy_notices.c
-STATUSES = ("queued", "sending", "sent", "delivered", "failed", "held", "digest")
+# unknown: the provider may have taken it and could not say (a reply that never came); a receipt or
+# a later query settles it, nothing sends it again.
+STATUSES = ("queued", "sending", "sent", "delivered", "failed", "held", "digest", "unknown")
 # The API's counts keep the contract's keys: its `held` is "waiting for a digest or for the end of
 # quiet hours", so rows waiting for a digest are counted there.
 _COUNTED_AS = {"digest": "held"}

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from pushsvc.channels import CHANNELS
 from pushsvc.core.charts import Group, Series, bar_groups, stacked_columns
@@ -27,6 +28,7 @@ from pushsvc.http.pages import page
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import Param, endpoint, file_response, services
 from pushsvc.i18n import Words, words
+from pushsvc.metrics import ProviderState, provider_states
 from pushsvc.reports.department import department_report
 from pushsvc.reports.spreadsheet import csv_filename, report_csv
 from pushsvc.store.reports import department_refs
@@ -158,6 +160,7 @@ async def admin_page(request: web.Request) -> web.Response:
     query = {"department_id": chosen.id if chosen else "", "from": first, "to": last}
     return _render(
         request, "admin.html", 422 if errors else 200, lang, LOGOUT_FORM,
+        providers=await _providers_down(request), provider_names=provider_names(t), at=now(),
         departments=departments, chosen=chosen, errors=errors, report=report, channels=list(CHANNELS),
         raw_from=request.query.get("from", first.isoformat()), raw_to=request.query.get("to", last.isoformat()),
         charts=charts(report, t) if report else None, channel_names=channel_names(t),
@@ -178,6 +181,20 @@ async def admin_report_csv(request: web.Request) -> web.StreamResponse:
     response = file_response(report_csv(report), csv_filename(report), "text/csv")
     response.headers.update(NO_STORE)
     return response
+
+
+async def _providers_down(request: web.Request) -> list[ProviderState] | None:
+    """The providers whose circuit breaker is open, first down first; None when Redis cannot say."""
+    try:
+        states = await provider_states(services(request).redis)
+    except (RedisError, OSError):
+        return None
+    return sorted((p for p in states if p.down_since is not None), key=lambda p: p.down_since or now())
+
+
+def provider_names(t: Words) -> dict[str, str]:
+    return {"smtp": t.gettext("SMTP relay"), "sms-gateway": t.gettext("SMS gateway"),
+            "wechat-template": t.gettext("WeChat template messages"), "wechat-robot": t.gettext("WeChat group robots")}
 
 
 def channel_names(t: Words) -> dict[str, str]:

@@ -7,11 +7,12 @@ organisation's own channel, it takes the whole text (a template message holds 20
 field) and it is not held for quiet hours. Only a subscriber without a webhook gets a template
 message, and only those messages wait out quiet hours.
 
-Time: a deliver job must end well within PUSHSVC_JOB_TIMEOUT_SECONDS. In the first half of it
-the channel starts requests and waits for robot slots; a slot further off than that is not
-waited for: the message is `held` until the slot opens (held rows are claimed again when due
-and are never given up on; a `retry` would back off blindly and might give up on a
-message that only had to wait its turn). Each recipient is cut off at 80% of the job's time.
+Time: a deliver job must end well within PUSHSVC_JOB_TIMEOUT_SECONDS. Until the send's deadline
+(the job's send budget) the channel starts calls and waits for robot slots; a slot further off
+than that is not waited for: the message is `held` until the slot opens (held rows are claimed
+again when due and are never given up on; a `retry` would back off blindly and might give up on
+a message that only had to wait its turn). A recipient whose turn comes after the deadline is
+`untried` (no attempt spent); a call still out at the send step's cutoff is cut off there.
 
 Outcomes, never an exception for one recipient:
 - robot: errcode 0 `sent`; 93000 (invalid key) `failed`; 45009 and other codes `retry`; a webhook
@@ -38,7 +39,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pushsvc import redis_keys
-from pushsvc.channels.base import Channel
+from pushsvc.channels.base import Channel, Report, no_report, send_deadline
 from pushsvc.channels.wechat import http, robot, template
 from pushsvc.channels.wechat.token import AccessTokens, TokenUnavailable
 from pushsvc.core.clock import now
@@ -52,8 +53,6 @@ from pushsvc.settings import Settings
 log = logging.getLogger(__name__)
 
 _CACHE_SIZE = 32  # policy × version × locale renderings kept
-_SOFT_SHARE = 0.5  # of the job's time: start requests and wait for robot slots only until then
-_HARD_SHARE = 0.8  # of the job's time: a recipient still in flight then is given up (retried later)
 # Our slot and the platform's count are a network trip apart, and trips vary: spacing slots a
 # little wider than the window keeps a slow request and a fast one from landing in one window.
 _ARRIVAL_GUARD_SECONDS = 0.5
@@ -74,8 +73,7 @@ class _Rendering:
 class _Batch:
     """What the lanes of one send() share."""
 
-    soft_deadline: float  # loop.time()
-    hard_deadline: float
+    deadline: float  # loop.time(): no call starts, and no slot is waited for, after it
     token_problem: list[str] = field(default_factory=list)  # set once: the rest retry at once
 
 
@@ -181,40 +179,38 @@ class WechatChannel(Channel):
         return {"webhook": self._robot_body(message, locale, rendering, None),
                 "template": {"touser": OPENID_PLACEHOLDER, **rendering.template}}
 
-    async def send(self, message: Message, recipients: list[Recipient]) -> list[Outcome]:
+    async def send(self, message: Message, recipients: list[Recipient], deadline: float | None = None,
+                   report: Report = no_report) -> list[Outcome]:
         if self._http is None:
             raise RuntimeError("WechatChannel.send() called before start()")
         # Render every locale first: a template error stops the batch before anything is sent.
         for locale in {r.locale for r in recipients}:
             self._rendering(message, locale)
-        now = asyncio.get_running_loop().time()
-        job = self._settings.job_timeout_seconds
-        batch = _Batch(now + job * _SOFT_SHARE, now + job * _HARD_SHARE)
+        batch = _Batch(send_deadline(self._settings) if deadline is None else deadline)
         outcomes: list[Outcome] = []
         pending = iter(recipients)
 
         async def lane() -> None:
             for recipient in pending:  # lanes share one iterator: each takes the next recipient
-                outcomes.append(await self._deliver(message, recipient, batch))
+                outcome = await self._deliver(message, recipient, batch)
+                report(outcome)
+                outcomes.append(outcome)
 
         await asyncio.gather(*(lane() for _ in range(min(len(recipients), self._settings.wechat_connections))))
         return outcomes
 
     async def _deliver(self, message: Message, recipient: Recipient, batch: _Batch) -> Outcome:
         did = recipient.delivery_id
-        if asyncio.get_running_loop().time() > batch.soft_deadline:
-            return Outcome(did, "retry", "no time left in this delivery job")
+        if asyncio.get_running_loop().time() >= batch.deadline:
+            return Outcome(did, "untried", "the job's send budget ran out")
         rendering = self._rendering(message, recipient.locale)
         try:
-            async with asyncio.timeout_at(batch.hard_deadline):
-                if recipient.wechat_webhook:
-                    body = self._robot_body(message, recipient.locale, rendering, recipient.subscriber_id)
-                    return await self._to_robot(did, recipient.wechat_webhook, body, batch)
-                if recipient.wechat_openid:
-                    return await self._to_openid(did, recipient.wechat_openid, rendering, batch)
-                return Outcome(did, "failed", "no WeChat contact")
-        except TimeoutError:
-            return Outcome(did, "retry", "no time left in this delivery job")
+            if recipient.wechat_webhook:
+                body = self._robot_body(message, recipient.locale, rendering, recipient.subscriber_id)
+                return await self._to_robot(did, recipient.wechat_webhook, body, batch)
+            if recipient.wechat_openid:
+                return await self._to_openid(did, recipient.wechat_openid, rendering, batch)
+            return Outcome(did, "failed", "no WeChat contact")
         except http.Unavailable as exc:
             return Outcome(did, "retry", str(exc))
         except RedisError as exc:  # the pace and the token live there: wait for it to come back
@@ -234,7 +230,7 @@ class WechatChannel(Channel):
             return Outcome(did, "failed", "webhook URL has no robot key")
         # The key is a secret: Redis sees only its digest.
         pace_key = hashlib.sha256(key.encode()).hexdigest()[:32]
-        max_wait = batch.soft_deadline - asyncio.get_running_loop().time()
+        max_wait = batch.deadline - asyncio.get_running_loop().time()
         slot = await self._limiter.acquire(pace_key, self._rate, max_wait=max_wait)
         if not slot.granted:
             return Outcome(
@@ -269,7 +265,7 @@ class WechatChannel(Channel):
     async def _template_call(self, url: str, token: str, body: dict[str, Any], batch: _Batch) -> http.Reply | datetime:
         """The platform's reply, or, when the shared pace has no slot in time, when to try again."""
         assert self._http is not None
-        later = await self._template_pace.turn(batch.soft_deadline - asyncio.get_running_loop().time())
+        later = await self._template_pace.turn(batch.deadline - asyncio.get_running_loop().time())
         if later is not None:
             return later
         return await http.call(self._http, "POST", url, params={"access_token": token}, body=body)

@@ -11,13 +11,18 @@ simulated with POST /_stub/inbound, which the stub forwards, signed, to pushsvc.
     DELETE /_stub/messages  clear (the counters too)
     GET /_stub/stats      {"requests", "numbers", "refused_requests", "receipts_posted"}: cheap to poll
     POST /_stub/faults    {"rate_limit": 0.3, "server_error": 0.1, "timeout": 0.0,
+                           "accept_timeout": 0.0, "query_error": 0.0,
                            "invalid_numbers": [...], "refused_numbers": [...],
                            "undelivered_numbers": [...]}; {} clears
     POST /_stub/inbound   {"phone_number": "+8613800138000", "content": "R"}
 
 Faults are those of a real batch API: rate_limit, server_error and timeout refuse a whole request
-(nothing is sent; a timeout hangs until the client gives up); invalid and refused numbers fail
-one number each; undelivered numbers are accepted but their receipt says not delivered.
+(nothing is sent; a timeout hangs until the client gives up); accept_timeout takes the request
+(sends it, posts its receipts) and then hangs the same way, the ambiguous case; invalid and
+refused numbers fail one number each; undelivered numbers are accepted but their receipt says not
+delivered. The query (GET /v1/sms/query?out_id=, signed over the query string) answers what a
+request with that out_id got, or found=false; query_error makes it answer 500 instead.
+Receipts carry the request's out_id and the number as well as the message id.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from pushsvc.channels.sms import (
     ILLEGAL_NUMBER,
     MAX_NUMBERS,
     OK,
+    QUERY_PATH,
     RATE_LIMITED,
     REFUSED_NUMBER,
     SEND_PATH,
@@ -68,6 +74,8 @@ class Faults(BaseModel):
     rate_limit: float = Field(default=0.0, ge=0, le=1)
     server_error: float = Field(default=0.0, ge=0, le=1)
     timeout: float = Field(default=0.0, ge=0, le=1)
+    accept_timeout: float = Field(default=0.0, ge=0, le=1)
+    query_error: float = Field(default=0.0, ge=0, le=1)
     invalid_numbers: list[str] = Field(default_factory=list)
     refused_numbers: list[str] = Field(default_factory=list)
     undelivered_numbers: list[str] = Field(default_factory=list)
@@ -78,6 +86,7 @@ class SendRequest(BaseModel):
     template_code: str
     template_param: dict[str, str]
     phone_numbers: list[str] = Field(min_length=1)
+    out_id: str | None = Field(default=None, max_length=64)
 
 
 class InboundIn(BaseModel):
@@ -106,6 +115,7 @@ class SmsGatewayStub:
         self.inbound_url = urljoin(receipts_url, "/v1/inbound/sms")
         self.receipt_delay = receipt_delay
         self.messages: list[dict[str, Any]] = []
+        self.taken: dict[str, list[dict[str, str]]] = {}  # out_id -> per-number results, for the query
         self.stats = {"requests": 0, "numbers": 0, "refused_requests": 0, "receipts_posted": 0}
         self.faults = Faults()
         self._fault_sets: dict[str, frozenset[str]] = {}
@@ -121,6 +131,7 @@ class SmsGatewayStub:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=8 << 20)
         app.router.add_post(SEND_PATH, self.send)
+        app.router.add_get(QUERY_PATH, self.query)
         app.router.add_get("/_stub/messages", self.list_messages)
         app.router.add_delete("/_stub/messages", self.clear)
         app.router.add_get("/_stub/stats", self.get_stats)
@@ -158,12 +169,19 @@ class SmsGatewayStub:
         self._nonces[nonce] = now
         return True
 
-    async def send(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if not signature_valid(self.secret, request.headers, body):
+    def _unsigned(self, request: web.Request, signed: bytes) -> web.Response | None:
+        """The refusal of a call whose signature (over `signed`) is wrong or replayed, else None."""
+        if not signature_valid(self.secret, request.headers, signed):
             return _error(401, "isv.SIGNATURE_INVALID", "missing, stale or wrong signature")
         if not self._fresh_nonce(request.headers[HEADER_NONCE]):
             return _error(401, "isv.SIGNATURE_REPLAYED", "this nonce was used already")
+        return None
+
+    async def send(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        refusal = self._unsigned(request, body)
+        if refusal is not None:
+            return refusal
         try:
             req = SendRequest.model_validate_json(body)
         except ValidationError as exc:
@@ -206,7 +224,7 @@ class SmsGatewayStub:
                 results.append({"phone_number": number, "code": OK, "message_id": message_id})
                 ok = number not in undelivered
                 self._receipts.append((due, {"message_id": message_id, "phone_number": number, "delivered": ok,
-                                             "error_code": "DELIVRD" if ok else "UNDELIV"}))
+                                             "error_code": "DELIVRD" if ok else "UNDELIV", "out_id": req.out_id}))
         self.messages.append({
             "numbers": req.phone_numbers,
             "sign_name": req.sign_name,
@@ -218,7 +236,22 @@ class SmsGatewayStub:
         })
         self.stats["requests"] += 1
         self.stats["numbers"] += accepted
+        if req.out_id:
+            self.taken[req.out_id] = results
+        if random.random() < faults.accept_timeout:
+            await asyncio.sleep(_TIMEOUT_HANG)  # taken and sent, but the client never hears so
         return web.json_response({"code": OK, "request_id": secrets.token_hex(8), "results": results})
+
+    async def query(self, request: web.Request) -> web.Response:
+        refusal = self._unsigned(request, request.query_string.encode())
+        if refusal is not None:
+            return refusal
+        if random.random() < self.faults.query_error:
+            return self._refused(500, SERVER_ERROR, "system error")
+        results = self.taken.get(request.query.get("out_id", ""))
+        if results is None:
+            return web.json_response({"code": OK, "found": False})
+        return web.json_response({"code": OK, "found": True, "results": results})
 
     def _refused(self, status: int, code: str, message: str) -> web.Response:
         self.stats["refused_requests"] += 1
@@ -274,6 +307,7 @@ class SmsGatewayStub:
 
     async def clear(self, request: web.Request) -> web.Response:
         self.messages.clear()
+        self.taken.clear()
         self.stats.update(dict.fromkeys(self.stats, 0))
         return web.json_response({"cleared": True})
 

@@ -83,6 +83,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self._sink.delay:  # a slow relay: the message is taken when the reply is given
+            await asyncio.sleep(self._sink.delay)
         self._sink._accept(envelope.mail_from or "", envelope.rcpt_tos, envelope.original_content or b"")
         return "250 OK"
 
@@ -98,6 +100,7 @@ class SmtpSink:
         self._messages: list[SinkMessage] = []
         self._next_n = 1  # never reset, so files in maildir are not overwritten after clear()
         self._faults = _Faults()
+        self.delay = 0.0  # seconds before each message's reply (set_delay)
         self._rate_seen = 0
         self._temp_failed = 0
         self._rejected = 0
@@ -182,6 +185,13 @@ class SmtpSink:
         with self._cond:
             self._faults = faults
             self._rate_seen = 0
+
+    def set_delay(self, seconds: float) -> None:
+        """Take `seconds` over each message before accepting it, as a slow relay does (0: at once).
+        Sessions are served side by side, so each connection is slowed on its own."""
+        if seconds < 0:
+            raise ValueError("the delay must be >= 0")
+        self.delay = seconds
 
     # --- called from the SMTP thread --------------------------------------------------------
     def _answer_rcpt(self, address: str) -> str | None:
