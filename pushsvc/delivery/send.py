@@ -56,10 +56,13 @@ Kind = Literal["policy", "notice", "digest", "case", "alert", "self_service"]
 # Where a sender's outcomes are recorded: a store function writing row updates in bulk.
 Ledger = Callable[[AsyncConnection, Sequence[dict[str, Any]]], Awaitable[None]]
 _ERROR_MAX = 500
-# Outcomes are written once this many wait, or once the oldest has waited this long: what a kill
-# can lose (and a restart send again) is at most about a second of sending.
-FLUSH_ROWS = 200
-FLUSH_SECONDS = 1.0
+# Outcomes are written as soon as one waits and no write is under way (what came in meanwhile goes
+# in the next write): a killed worker's restart sends again only the messages in flight and those
+# whose write was under way. Measured (bench.faults --quick, 5 kills, 8 connections): 45 extra
+# copies, against 584 when writing every 200 outcomes or each second; it costs about 15% of the
+# e-mail fan-out's rate (1,335 against 1,577 messages a second, still 1.34x the raw sender).
+FLUSH_ROWS = 1
+FLUSH_SECONDS = 0.05
 # A write the database refused is tried again this often, backing off from the first pause up to
 # the last, before the step gives up (and says so loudly: those rows would go out again).
 _WRITE_TRIES = 6
