@@ -13,16 +13,17 @@ layout's fixed tail: it adds bytes to each message, not work.
 
 Outcome rules (never an exception for one recipient):
 - 2xx: `sent`, provider_ref = the Message-ID.
-- `unknown`, provider_ref = the Message-ID: the session was lost (dropped, timed out) once the
-  message's DATA had begun, before the server's reply. SMTP has no way to ask whether it was taken,
-  so it is not sent again: a government notice sent twice is worse than a rare loss, and the
-  department sees these as `unknown` in its counts. (The mark is set when DATA is issued: a session
-  lost between DATA and the server's 354 counts as unknown too, which errs the same way.)
-- `retry` (the reason kept as error): a 4xx reply; a dropped connection or a timeout before DATA; a server that
-  can't be reached, greeted or logged in to, or that refuses our sender (then the rest of the
-  batch is deferred at once rather than each recipient waiting out a timeout). A 421 or a
+- `retry` (the reason kept as error): a 4xx reply; a dropped connection or a timeout, before or
+  during DATA; a server that can't be reached, greeted or logged in to, or that refuses our sender
+  (then the rest of the batch is deferred at once rather than each recipient waiting out a timeout). A 421 or a
   transport error drops the connection (reopened on next use); after other 4xx replies
   aiosmtplib has already sent RSET, so the session is kept.
+  A session lost after the message's end was written but before the server's reply is the one
+  ambiguous case (RFC 1047): SMTP has no way to ask whether the server took it, so, as mail
+  servers do, it is tried again. The window is the server's reply time, far shorter than the
+  outages that lose sessions; in the fault bench an outage that drops open sessions then loses
+  nothing and doubles nothing (recording `unknown` instead left those messages lost for good:
+  nothing in SMTP settles them).
 - `held` until the next slot (not an attempt): over PUSHSVC_SMTP_PER_SECOND, shared by every
   worker, with no slot free in the first half of the job's time.
 - `untried` (not an attempt): the send's deadline (the job's send budget) passed before the
@@ -388,8 +389,6 @@ class EmailChannel(Channel):
             pool.put_nowait(connection)
         if status == "sent":
             return Outcome(recipient.delivery_id, "sent", provider_ref=message_id)
-        if status == "unknown":
-            return Outcome(recipient.delivery_id, "unknown", reply[:_ERROR_MAX], provider_ref=message_id)
         return Outcome(recipient.delivery_id, status, reply[:_ERROR_MAX])
 
 
@@ -397,22 +396,11 @@ class _Unreachable(Exception):
     """Connecting, TLS or logging in failed: the server is the problem, not any recipient."""
 
 
-class _Smtp(aiosmtplib.SMTP):
-    """aiosmtplib's client, marking when a message's DATA began: a session lost after that may have
-    delivered the message (what never came is the reply)."""
-
-    in_data = False
-
-    async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
-        self.in_data = True
-        return await super().data(*args, **kwargs)
-
-
 class _Connection:
     """One pooled SMTP session: opened on first use, reopened after it drops. One message at a time."""
 
     def __init__(self, settings: Settings) -> None:
-        self._smtp = _Smtp(
+        self._smtp = aiosmtplib.SMTP(
             hostname=settings.smtp_host,
             port=settings.smtp_port,
             username=settings.smtp_username,
@@ -440,10 +428,8 @@ class _Connection:
         return smtp
 
     async def send(self, sender: str, to: str, data: bytes) -> tuple[OutcomeStatus, str]:
-        """("sent", reply) when accepted, else ("retry" | "failed" | "unknown", reason); raises
-        _Unreachable."""
+        """("sent", reply) when accepted, else ("retry" | "failed", reason); raises _Unreachable."""
         smtp = await self.ready()
-        self._smtp.in_data = False
         try:
             _, reply = await smtp.sendmail(sender, [to], data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -459,8 +445,7 @@ class _Connection:
             return _by_code(exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError) as exc:  # disconnects, timeouts
             self._smtp.close()
-            lost = isinstance(exc, (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError))
-            return ("unknown" if lost and self._smtp.in_data else "retry"), str(exc) or type(exc).__name__
+            return "retry", str(exc) or type(exc).__name__
         except Exception as exc:  # one recipient must never sink the batch
             log.exception("unexpected error sending e-mail")
             self._smtp.close()
