@@ -3,7 +3,7 @@
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-10
+Create Date: 2026-12-04
 """
 
 from __future__ import annotations
