@@ -4,7 +4,7 @@ or the admin.
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-10
+Create Date: 2026-12-04
 """
 
 from __future__ import annotations
