@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import pushsvc.api  # noqa: F401  (registers the API's endpoints)
+import pushsvc.console  # noqa: F401  (registers the console's pages)
 import pushsvc.web  # noqa: F401  (registers the pages)
 from pushsvc.api.cases import CASE_INTAKE
 from pushsvc.cases.intake import CaseIntake

@@ -57,6 +57,11 @@ departments = sa.Table(
     sa.Column("key_prefix", sa.String(16), nullable=False),
     sa.Column("contact_email", sa.String(254)),
     _created(),
+    # Console settings a department admin keeps. Staff must use a second factor (TOTP) to sign in.
+    sa.Column("require_totp", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Whether a policy sent with an API key is published at once rather than submitted for review.
+    # Review needs an approver: a department without one publishes with its keys as before.
+    sa.Column("keys_publish_without_review", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 
 subscribers = sa.Table(
@@ -378,4 +383,95 @@ audit_log = sa.Table(
     sa.Index(None, "department_id", "id"),
     sa.Index(None, "subscriber_id", "id"),
     sa.Index(None, "at"),
+)
+
+# People who sign in to the console. A department's drafters, approvers and admins belong to it; the
+# city's overseers (open-government office) to none. `password_hash` is argon2id; a single sign-on
+# account (OIDC, later) has none and is found by (sso_issuer, sso_subject). A person is never
+# deleted, only disabled, so that the history of what they did keeps its names.
+staff = sa.Table(
+    "staff",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id")),  # NULL for an overseer
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),  # drafter | approver | department_admin | overseer
+    sa.Column("password_hash", sa.String(200)),
+    sa.Column("sso_issuer", sa.String(300)),
+    sa.Column("sso_subject", sa.String(200)),
+    sa.Column("totp_secret", sa.String(64)),  # base32; set once the person confirmed a first code
+    sa.Column("totp_last_step", sa.BigInteger()),  # a code is good once: the last time step used
+    # Where the person's test sends go (their own contacts, not a subscriber's).
+    sa.Column("email", sa.String(254)),
+    sa.Column("phone", sa.String(20)),
+    sa.Column("wechat_openid", sa.String(64)),
+    sa.Column("failed_logins", sa.SmallInteger(), nullable=False, server_default="0"),
+    sa.Column("locked_until", UTCDateTime()),
+    sa.Column("disabled_at", UTCDateTime()),
+    sa.Column("password_changed_at", UTCDateTime()),
+    sa.Column("last_login_at", UTCDateTime()),
+    _created(),
+    sa.UniqueConstraint("sso_issuer", "sso_subject"),
+    sa.Index(None, "department_id", "id"),
+)
+
+# Console sessions, server side: the cookie carries a random id, the table its SHA-256. Revoking
+# (signing out, a department admin ending someone's sessions, disabling the person) sets
+# revoked_at, and the next request is refused. `second_factor_due` marks a session that passed the
+# password and still owes its TOTP code: it opens nothing but the code form.
+staff_sessions = sa.Table(
+    "staff_sessions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("staff_id", Id, sa.ForeignKey("staff.id"), nullable=False),
+    sa.Column("second_factor_due", sa.Boolean(), nullable=False, server_default=sa.false()),
+    _created(),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime()),
+    sa.Column("user_agent", sa.String(200)),
+    sa.Index(None, "staff_id", "id"),
+)
+
+# A policy on its way through review: a new policy, a revision of a published one (`policy_id`
+# set, `body` the changed fields) or a repeal (`body` {"reason"}). `body` is the API's request body
+# as the clerk typed it, so a draft may be incomplete; it is checked on submit and on publish.
+# status: draft | submitted | approved | returned | published | scheduled | withdrawn.
+# `version` goes up on every change: an approval names the version it saw, and a draft changed
+# since is not published.
+policy_drafts = sa.Table(
+    "policy_drafts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id"), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # new | revise | repeal
+    sa.Column("policy_id", Id, sa.ForeignKey("policies.id")),  # revised/repealed, or once published
+    sa.Column("body", Json, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("created_by", sa.String(80), nullable=False),  # an audit actor: department:<d>:staff:<id>, or a key's
+    sa.Column("submitted_by", sa.String(80)),
+    sa.Column("submitted_at", UTCDateTime()),
+    sa.Column("approved_by", sa.String(80)),
+    sa.Column("approved_at", UTCDateTime()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "department_id", "status", "id"),
+)
+
+# Every step of a draft: who, when, what (saved | submitted | returned | approved | published |
+# scheduled | withdrawn | test_sent), the reviewer's comment, and the draft's version at the time.
+draft_events = sa.Table(
+    "draft_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("draft_id", Id, sa.ForeignKey("policy_drafts.id"), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(80), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("comment", sa.Text()),
+    sa.Index(None, "draft_id", "id"),
 )
