@@ -11,6 +11,10 @@ The HTML shows the policy's QR code inline: multipart/alternative [text/plain, m
 loading remote images. The PNG is made and base64-encoded once per short link and sits in the
 layout's fixed tail: it adds bytes to each message, not work.
 
+The envelope sender is a return path of its own per message (VERP, `pushsvc.core.dsn`):
+`bounces+<token>@<PUSHSVC_BOUNCE_DOMAIN>`, the token a signed name of the message's ledger row (or
+of the subscriber, for a message with no row), so that a bounce says which message it is about.
+
 Outcome rules (never an exception for one recipient):
 - 2xx: `sent`, provider_ref = the Message-ID.
 - `retry` (the reason kept as error): a 4xx reply; a dropped connection or a timeout, before or
@@ -52,6 +56,7 @@ import aiosmtplib
 
 from pushsvc.channels.base import Channel, Report, no_report, send_deadline
 from pushsvc.core.clock import now
+from pushsvc.core.dsn import ledger_of, return_path
 from pushsvc.core.identifiers import ascii_email
 from pushsvc.core.messages import HasContacts, Message, Outcome, OutcomeStatus, Recipient
 from pushsvc.core.models import Locale
@@ -83,6 +88,11 @@ def envelope_address(raw: str) -> str | None:
         return ascii_email(raw)
     except ValueError:
         return None
+
+
+def bounce_domain(settings: Settings) -> str:
+    """Where bounces come back (the return paths' domain): PUSHSVC_BOUNCE_DOMAIN, else SMTP_FROM's."""
+    return settings.bounce_domain or parseaddr(settings.smtp_from)[1].rpartition("@")[2]
 
 
 def _check_configured_address(setting: str, address: str) -> None:
@@ -220,6 +230,7 @@ class EmailChannel(Channel):
         self._sender = sender
         self._from_header = f"{encode_phrase(display)} <{self._sender}>" if display else self._sender
         self._msgid_domain = sender.rpartition("@")[2]
+        self._bounce_domain = bounce_domain(settings)
         # Unguessable per process, so no department text can contain (and hijack) a marker.
         nonce = secrets.token_hex(8)
         self._name_marker = f"PUSHSVCNAME{nonce}"
@@ -267,7 +278,7 @@ class EmailChannel(Channel):
             self._layouts.move_to_end(key)
             return layout
         qr_cid = f"qr.{message.key.replace(':', '.')}.{secrets.token_hex(6)}@{self._msgid_domain}"
-        context = dict(vars(message), qr_image=f"cid:{qr_cid}")
+        context = message.fields_for("email") | {"qr_image": f"cid:{qr_cid}"}
         # The subject is the same for everyone: rendered without recipient values, so a template
         # that tried to use them fails loudly instead of leaking a marker.
         subject = self._renderer.render(message.kind, self.name, "subject.txt", locale, context)
@@ -279,7 +290,7 @@ class EmailChannel(Channel):
             self._from_header,
             locale,
             qr_cid,
-            _qr_body(message.short_url),
+            _qr_body(message.link_for("qr")),
             message.to_subscriber,
         )
         self._layouts[key] = layout
@@ -350,6 +361,14 @@ class EmailChannel(Channel):
         await asyncio.gather(*(lane() for _ in range(min(len(recipients), self._settings.smtp_connections))))
         return outcomes
 
+    def _return_path(self, message: Message, recipient: Recipient) -> str:
+        """The envelope sender: a VERP address naming this message's record (`pushsvc bounces`
+        reads it back), or From's address for a message with no record (a case alert)."""
+        record = ledger_of(message.kind, recipient.delivery_id, recipient.subscriber_id)
+        if record is None:
+            return self._sender
+        return return_path(self._settings.secret_key, self._bounce_domain, *record)
+
     async def _deliver(
         self,
         pool: asyncio.Queue[_Connection],
@@ -378,7 +397,7 @@ class EmailChannel(Channel):
             later = await self._pace.turn(deadline - asyncio.get_running_loop().time())
             if later is not None:
                 return Outcome(recipient.delivery_id, "held", "SMTP rate limit reached", not_before=later)
-            status, reply = await connection.send(self._sender, to, data)
+            status, reply = await connection.send(self._return_path(message, recipient), to, data)
         except _Unreachable as exc:
             unreachable.append(str(exc)[:_ERROR_MAX])
             return Outcome(recipient.delivery_id, "retry", unreachable[0])

@@ -20,7 +20,9 @@ Outcomes, never an exception for one recipient:
 - template: 0 `sent` (provider_ref = msgid); 40001/40014/42001 refresh the shared token and send
   once more; 43004 (not following), 43101 (refused), 40003 (bad openid) `failed`; others `retry`.
   Calls are paced to PUSHSVC_WECHAT_TEMPLATE_PER_SECOND across all workers; no slot in the first
-  half of the job: `held` until the next one.
+  half of the job: `held` until the next one. At most PUSHSVC_WECHAT_TEMPLATE_DAILY a local day per
+  account, counted across all workers: beyond it, or on 45009 (the platform's own daily quota
+  spent, which spends ours too), `held` until local midnight, no attempt spent.
 - no answer (connection, timeout, HTTP error status): `retry`.
 """
 
@@ -41,13 +43,13 @@ from redis.exceptions import RedisError
 from pushsvc import redis_keys
 from pushsvc.channels.base import Channel, Report, no_report, send_deadline
 from pushsvc.channels.wechat import http, robot, template
-from pushsvc.channels.wechat.token import AccessTokens, TokenUnavailable
+from pushsvc.channels.wechat.token import AccessTokens, TokenUnavailable, fetch_token
 from pushsvc.core.clock import now
 from pushsvc.core.messages import HasContacts, Message, Outcome, Recipient
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.subscribers import check_webhook_url
 from pushsvc.core.tokens import TokenSigner, unsubscribe_token
-from pushsvc.ratelimit import ProviderPace, Rate, RateLimiter
+from pushsvc.ratelimit import DailyQuota, ProviderPace, Rate, RateLimiter
 from pushsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class WechatChannel(Channel):
         self._limiter: RateLimiter | None = None
         self._tokens: AccessTokens | None = None
         self._template_pace = ProviderPace(settings.redis_url, "wechat-template", settings.wechat_template_per_second)
+        self._template_quota = DailyQuota(settings.redis_url, "wechat-template", settings.wechat_template_daily)
 
     @staticmethod
     def address(contacts: HasContacts) -> str | None:
@@ -119,6 +122,7 @@ class WechatChannel(Channel):
         self._limiter = RateLimiter(self._redis, redis_keys.WECHAT_ROBOT_LIMITS)
         self._tokens = AccessTokens(self._redis, s.wechat_appid, self._fetch_token, s.wechat_timeout)
         await self._template_pace.start()
+        await self._template_quota.start()
 
     async def close(self) -> None:
         session, self._http = self._http, None
@@ -128,6 +132,7 @@ class WechatChannel(Channel):
         if redis is not None:
             await redis.aclose()
         await self._template_pace.close()
+        await self._template_quota.close()
 
     # -- composing -----------------------------------------------------------------------------
 
@@ -144,21 +149,22 @@ class WechatChannel(Channel):
 
     def _render(self, message: Message, locale: str) -> _Rendering:
         s = self._settings
-        context = dict(vars(message)) | {"qr_url": message.qr_url}
+        link = message.link_for("wechat")
+        context = message.fields_for("wechat") | {"qr_url": message.qr_url}
 
         def part(name: str, values: dict[str, Any] = context) -> str:
             return self._renderer.render(message.kind, self.name, name, locale, values).strip()
 
         markdown = None
         if s.wechat_robot_message == "news":
-            body = robot.news_body(message.title, part("news.txt"), message.short_url, context["qr_url"])
+            body = robot.news_body(message.title, part("news.txt"), link, context["qr_url"])
         else:
             markdown = (part("md"), "\n" + part("more.md"))
             body = robot.markdown_body(*markdown)
         # One line per field: supplied text is made single-line so it can't start a field of its own.
         single_line = {k: " ".join(v.split()) if isinstance(v, str) else v for k, v in context.items()}
         data = template.parse_fields(part("fields.txt", single_line))
-        return _Rendering(body, template.template_body(s.wechat_template_id, message.short_url, data), markdown)
+        return _Rendering(body, template.template_body(s.wechat_template_id, link, data), markdown)
 
     def _robot_body(self, message: Message, locale: str, rendering: _Rendering, subscriber_id: int | None) -> dict[str, Any]:
         """A subscriber's markdown ends with their own unsubscribe link (a news card has room for one
@@ -247,6 +253,26 @@ class WechatChannel(Channel):
             return Outcome(did, "failed", "official account not configured (PUSHSVC_WECHAT_APPID, _SECRET, _TEMPLATE_ID)")
         if batch.token_problem:
             return Outcome(did, "retry", batch.token_problem[0])
+        (within,), reset = await self._template_quota.take([s.wechat_appid])
+        if not within:
+            return Outcome(did, "held", f"daily template message quota ({s.wechat_template_daily}) reached",
+                           not_before=reset)
+        try:
+            outcome, quota_spent = await self._template_message(did, openid, rendering, batch)
+        except Exception:
+            await self._template_quota.give_back([s.wechat_appid])
+            raise
+        if quota_spent:  # the platform's count is the one that holds: ours is spent too
+            reset = await self._template_quota.spend([s.wechat_appid])
+            return Outcome(did, "held", outcome.error, not_before=reset)
+        if outcome.status != "sent":  # the quota counts the messages the platform took
+            await self._template_quota.give_back([s.wechat_appid])
+        return outcome
+
+    async def _template_message(self, did: int, openid: str, rendering: _Rendering,
+                                batch: _Batch) -> tuple[Outcome, bool]:
+        """The outcome of one template message, and whether the platform said the day's quota is spent."""
+        assert self._tokens is not None
         body = {"touser": openid, **rendering.template}
         url = f"{self._api}/cgi-bin/message/template/send"
         try:
@@ -257,10 +283,12 @@ class WechatChannel(Channel):
                 reply = await self._template_call(url, token, body, batch)
         except TokenUnavailable as exc:
             batch.token_problem.append(f"no access token: {exc}"[: http.ERROR_MAX])
-            return Outcome(did, "retry", batch.token_problem[0])
+            return Outcome(did, "retry", batch.token_problem[0]), False
         if not isinstance(reply, http.Reply):
-            return Outcome(did, "held", "template message rate limit reached", not_before=reply)
-        return template.template_outcome(did, reply)
+            return Outcome(did, "held", "template message rate limit reached", not_before=reply), False
+        if reply.errcode == template.QUOTA_ERRCODE:
+            return Outcome(did, "held", reply.reason), True
+        return template.template_outcome(did, reply), False
 
     async def _template_call(self, url: str, token: str, body: dict[str, Any], batch: _Batch) -> http.Reply | datetime:
         """The platform's reply, or, when the shared pace has no slot in time, when to try again."""
@@ -273,12 +301,4 @@ class WechatChannel(Channel):
     async def _fetch_token(self) -> tuple[str, int]:
         assert self._http is not None
         s = self._settings
-        params = {"grant_type": "client_credential", "appid": s.wechat_appid, "secret": s.wechat_secret}
-        try:
-            reply = await http.call(self._http, "GET", f"{self._api}/cgi-bin/token", params=params)
-        except http.Unavailable as exc:
-            raise TokenUnavailable(f"token endpoint: {exc}") from None
-        token, expires_in = reply.data.get("access_token"), reply.data.get("expires_in")
-        if reply.errcode != 0 or not isinstance(token, str) or not token or not isinstance(expires_in, int):
-            raise TokenUnavailable(f"token endpoint: {reply.reason}")
-        return token, expires_in
+        return await fetch_token(self._http, self._api, s.wechat_appid, s.wechat_secret)

@@ -20,6 +20,9 @@ ELLIPSIS = "…"
 
 # The access token was refused (invalid, not the latest, expired): refresh it and send again.
 TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+# The account's daily template message quota is spent ("reach max api daily quota limit"): nothing
+# more goes out before local midnight (the channel holds the messages until then).
+QUOTA_ERRCODE = 45009
 # The recipient can't be reached this way, now or later.
 PERMANENT_ERRCODES = {
     40003: "invalid openid",
@@ -61,7 +64,8 @@ def template_body(template_id: str, url: str, data: dict[str, dict[str, str]]) -
 
 def template_outcome(delivery_id: int, reply: Reply) -> Outcome:
     """0 sent (provider_ref: msgid); the recipient's permanent refusals failed; the rest retried
-    (system busy -1, quota 45009, unknown codes: the ledger bounds the attempts)."""
+    (system busy -1, a minute's quota 45011, unknown codes: the ledger bounds the attempts). The
+    day's quota (QUOTA_ERRCODE) is the channel's to hold."""
     if reply.errcode == 0:
         return Outcome(delivery_id, "sent", provider_ref=str(reply.data.get("msgid", "")) or None)
     if reply.errcode in PERMANENT_ERRCODES:

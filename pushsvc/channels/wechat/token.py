@@ -15,9 +15,11 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 from redis.asyncio import Redis
 
 from pushsvc import redis_keys
+from pushsvc.channels.wechat import http
 
 _POLL_SECONDS = 0.05
 _REFRESH_MARGIN_SECONDS = 300  # "shortly before": or a tenth of expires_in, if that is shorter
@@ -113,3 +115,16 @@ class AccessTokens:
         await self._redis.set(self._key, token, px=int(seconds * 1000))
         self._local = (token, time.monotonic() + seconds)
         return token
+
+
+async def fetch_token(session: aiohttp.ClientSession, api: str, appid: str, secret: str) -> tuple[str, int]:
+    """(token, expires_in) from the token endpoint under `api`, or TokenUnavailable."""
+    params = {"grant_type": "client_credential", "appid": appid, "secret": secret}
+    try:
+        reply = await http.call(session, "GET", f"{api}/cgi-bin/token", params=params)
+    except http.Unavailable as exc:
+        raise TokenUnavailable(f"token endpoint: {exc}") from None
+    token, expires_in = reply.data.get("access_token"), reply.data.get("expires_in")
+    if reply.errcode != 0 or not isinstance(token, str) or not token or not isinstance(expires_in, int):
+        raise TokenUnavailable(f"token endpoint: {reply.reason}")
+    return token, expires_in

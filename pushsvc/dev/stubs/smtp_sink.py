@@ -1,7 +1,10 @@
 """A local SMTP server that keeps every message it accepts: the mailbox of the demo, the tests and benchmarks.
 
 `SmtpSink` runs aiosmtpd in its own thread, stores messages in memory (and optionally as `.eml` files)
-and can be told to fail recipients on purpose. `sink_web_app` shows what it holds to a person.
+and can be told to fail recipients on purpose, or, as a remote mail server does, to accept a message
+and then report on it to its return path: a DSN saying it failed for good (5.1.1) or is delayed
+(4.4.7), or an auto-reply, sent by SMTP to the bounce receiver (`set_bounce_receiver`).
+`sink_web_app` shows what it holds to a person.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import html
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Iterable
@@ -23,6 +27,7 @@ from types import TracebackType
 from typing import Any, Self
 from zoneinfo import ZoneInfo
 
+import aiosmtplib
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -51,6 +56,9 @@ class _Faults:
     temp_fail_until: float = 0.0  # time.monotonic() deadline
     temp_fail_ppm: int = 0
     reject: frozenset[str] = frozenset()
+    bounce: frozenset[str] = frozenset()
+    delay_report: frozenset[str] = frozenset()
+    auto_reply: frozenset[str] = frozenset()
 
 
 class _Controller(Controller):
@@ -85,7 +93,9 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self._sink.delay:  # a slow relay: the message is taken when the reply is given
             await asyncio.sleep(self._sink.delay)
-        self._sink._accept(envelope.mail_from or "", envelope.rcpt_tos, envelope.original_content or b"")
+        data = envelope.original_content or b""
+        self._sink._accept(envelope.mail_from or "", envelope.rcpt_tos, data)
+        self._sink._report_later(envelope.mail_from or "", envelope.rcpt_tos, data)
         return "250 OK"
 
 
@@ -105,6 +115,9 @@ class SmtpSink:
         self._temp_failed = 0
         self._rejected = 0
         self._controller: _Controller | None = None
+        self._bounce_receiver: tuple[str, int] | None = None
+        self._reporting: set[asyncio.Task[None]] = set()
+        self.reports_sent = 0
 
     def start(self) -> None:
         if self.maildir is not None:
@@ -169,9 +182,13 @@ class SmtpSink:
             }
 
     # --- fault injection --------------------------------------------------------------------
-    def set_faults(self, temp_fail_for: float = 0, temp_fail_rate: float = 0, reject: Iterable[str] = ()) -> None:
+    def set_faults(self, temp_fail_for: float = 0, temp_fail_rate: float = 0, reject: Iterable[str] = (),
+                   bounce: Iterable[str] = (), delay_report: Iterable[str] = (), auto_reply: Iterable[str] = ()) -> None:
         """Fail recipients from now on: all of them for `temp_fail_for` seconds (451), a share
         `temp_fail_rate` of the rest (451, spread evenly and exactly), and those in `reject` (550).
+        Messages to addresses in `bounce`, `delay_report` or `auto_reply` are accepted, then
+        answered at their return path (to the bounce receiver) with a DSN of a hard failure
+        (5.1.1), a DSN of a delay (4.4.7), or an out-of-office reply.
         Called with no arguments it clears every fault."""
         if temp_fail_for < 0:
             raise ValueError("temp_fail_for must be >= 0")
@@ -181,10 +198,18 @@ class SmtpSink:
             temp_fail_until=time.monotonic() + temp_fail_for if temp_fail_for else 0.0,
             temp_fail_ppm=round(temp_fail_rate * _PPM),
             reject=frozenset(a.lower() for a in reject),
+            bounce=frozenset(a.lower() for a in bounce),
+            delay_report=frozenset(a.lower() for a in delay_report),
+            auto_reply=frozenset(a.lower() for a in auto_reply),
         )
         with self._cond:
             self._faults = faults
             self._rate_seen = 0
+
+    def set_bounce_receiver(self, host: str, port: int) -> None:
+        """Where the reports of `set_faults(bounce=, delay_report=, auto_reply=)` are sent by SMTP,
+        as a return path's MX would receive them."""
+        self._bounce_receiver = (host, port)
 
     def set_delay(self, seconds: float) -> None:
         """Take `seconds` over each message before accepting it, as a slow relay does (0: at once).
@@ -220,6 +245,109 @@ class SmtpSink:
             self._cond.notify_all()
         if self.maildir is not None:
             (self.maildir / f"{msg.n}.eml").write_bytes(data)
+
+
+    def _report_later(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> None:
+        """From the SMTP thread's loop: send the reports the faults ask for, after the 250."""
+        with self._cond:
+            faults = self._faults
+        for rcpt in rcpt_tos:
+            address = rcpt.lower()
+            report = (_dsn(rcpt, data, "failed", "5.1.1") if address in faults.bounce
+                      else _dsn(rcpt, data, "delayed", "4.4.7") if address in faults.delay_report
+                      else _auto_reply(rcpt, data) if address in faults.auto_reply else None)
+            if report is None:
+                continue
+            if not mail_from or self._bounce_receiver is None:
+                log.warning("SMTP sink: no return path or no bounce receiver set; report for a message dropped")
+                continue
+            task = asyncio.get_running_loop().create_task(self._send_report(mail_from, report))
+            self._reporting.add(task)
+            task.add_done_callback(self._reporting.discard)
+
+    async def _send_report(self, return_path: str, report: bytes) -> None:
+        assert self._bounce_receiver is not None
+        host, port = self._bounce_receiver
+        try:
+            await send_report(host, port, return_path, report)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.warning("SMTP sink: the bounce receiver refused a report: %s", exc)
+            return
+        with self._cond:
+            self.reports_sent += 1
+            self._cond.notify_all()
+
+
+_REPORTER = "pushsvc-smtp-sink"
+
+
+async def send_report(host: str, port: int, return_path: str, report: bytes) -> None:
+    """Send a report to `return_path` from the null sender, as RFC 3464 and 3834 want (nobody
+    answers a report); raises aiosmtplib's errors."""
+    async with aiosmtplib.SMTP(hostname=host, port=port, timeout=10) as smtp:
+        await smtp.sendmail("", [return_path], report)
+
+
+def _original_head(data: bytes) -> bytes:
+    head, _, _ = data.partition(b"\r\n\r\n")
+    return head + b"\r\n"
+
+
+def _original_subject(data: bytes) -> str:
+    return _header(_head_of(data), "subject")
+
+
+def _dsn(recipient: str, data: bytes, action: str, status: str) -> bytes:
+    """An RFC 3464 report on one recipient, with the original message's header (text/rfc822-headers)."""
+    boundary = f"=_sink_{secrets.token_hex(8)}"
+    diagnostic = (f"smtp; 550 {status} <{recipient}>: mailbox unavailable" if action == "failed"
+                  else f"smtp; 451 {status} connection timed out, still trying")
+    human = ("Your message could not be delivered to one or more recipients." if action == "failed"
+             else "Your message has not been delivered yet; delivery will be tried again.")
+    return "\r\n".join([
+        f"From: Mail Delivery System <MAILER-DAEMON@{_REPORTER}>",
+        "Subject: " + ("Undelivered Mail Returned to Sender" if action == "failed" else "Delayed Mail (still being retried)"),
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+        human,
+        "",
+        f"--{boundary}",
+        "Content-Type: message/delivery-status",
+        "",
+        f"Reporting-MTA: dns; {_REPORTER}",
+        "",
+        f"Final-Recipient: rfc822; {recipient}",
+        f"Original-Recipient: rfc822; {recipient}",
+        f"Action: {action}",
+        f"Status: {status}",
+        f"Diagnostic-Code: {diagnostic}",
+        "",
+        f"--{boundary}",
+        "Content-Type: text/rfc822-headers",
+        "",
+        "",
+    ]).encode("ascii") + _original_head(data) + f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def _auto_reply(recipient: str, data: bytes) -> bytes:
+    """An out-of-office answer from the recipient's mailbox, as Exchange and vacation(1) send them."""
+    subject = " ".join(_original_subject(data).split()).encode("ascii", "replace").decode("ascii")
+    return "\r\n".join([
+        f"From: {recipient}",
+        f"Subject: Automatic reply: {subject}",
+        "Auto-Submitted: auto-replied",
+        "X-Autoreply: yes",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+        "I am out of the office until Monday and will read your message then.",
+        "",
+    ]).encode("ascii")
 
 
 # --- the web view -----------------------------------------------------------------------------
