@@ -9,6 +9,7 @@ benches measure reads them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import resource
@@ -22,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -246,6 +248,18 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a running process has used so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a running process and its live descendants have used so far
+    (`pushsvc worker` runs its urgent lane in a child process)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in (root, *root.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):  # a child may end between the listing and the read
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def stop_processes(procs: list[subprocess.Popen[Any]]) -> None:

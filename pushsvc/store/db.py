@@ -64,24 +64,27 @@ class Database:
 
     async def stream(self, query: sa.Select[Any], chunk: int) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """One large query read in subscriber-id order (the fan-out's), `chunk` rows at a time, never
-        whole in memory. On PostgreSQL the rows come from an asyncpg cursor directly: SQLAlchemy's
-        result rows cost about as much as the query itself there (measured on 1M subscribers:
-        2.5 s against 2.1 s for the same 304k rows). Every table the query joins is indexed by
+        whole in memory, as the driver's plain tuples (the query's binds and columns must need no
+        type processing). The rows come from the driver's own cursor (asyncpg's; aiosqlite's):
+        SQLAlchemy's result rows cost about as much as the query itself (measured on 1M
+        subscribers, PostgreSQL: 2.5 s against 2.1 s for the same 304k rows). Every table the query joins is indexed by
         subscriber id first, so a merge plan streams rows from the first one; left to itself the
         planner hashes a million rows and sorts them before the first row."""
         async with self.engine.connect() as conn:
-            if self.is_sqlite:
-                result = await conn.stream(query.execution_options(yield_per=chunk))
-                async for partition in result.partitions():
-                    yield partition
-                return
-            for setting in ("enable_hashjoin = off", "enable_sort = off", "work_mem = '64MB'"):
-                await conn.execute(sa.text(f"SET LOCAL {setting}"))  # also opens the cursor's transaction
             compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
             params = compiled.construct_params()
             args = [params[name] for name in compiled.positiontup or ()]
-            raw = (await conn.get_raw_connection()).driver_connection
-            cursor = await raw.cursor(compiled.string, *args)  # type: ignore[union-attr]
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            if self.is_sqlite:
+                # aiosqlite's own cursor too: plain tuples, one hop to its thread per chunk.
+                cursor = await raw.execute(compiled.string, args)
+                while rows := await cursor.fetchmany(chunk):
+                    yield rows
+                await cursor.close()
+                return
+            for setting in ("enable_hashjoin = off", "enable_sort = off", "work_mem = '64MB'"):
+                await conn.execute(sa.text(f"SET LOCAL {setting}"))  # also opens the cursor's transaction
+            cursor = await raw.cursor(compiled.string, *args)
             while rows := await cursor.fetch(chunk):
                 yield rows
 
