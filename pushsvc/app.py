@@ -3,6 +3,8 @@ and the services' lifetime."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -17,6 +19,7 @@ from pushsvc.http.limits import REQUEST_LINE_MAX, page_limits_middleware
 from pushsvc.http.metrics import metrics_middleware
 from pushsvc.http.routing import SERVICES
 from pushsvc.http.server import mount_endpoints, problems_middleware, request_id_middleware
+from pushsvc.reach.live import LiveReach
 from pushsvc.services import Services, open_services
 from pushsvc.settings import Settings
 
@@ -36,7 +39,17 @@ def build_app(settings: Settings, svc: Services | None = None) -> web.Applicatio
             # checks), it opens no connection to a provider.
             services.channels = build_channels(settings, services.renderer, services.signer)
         app[CASE_INTAKE] = CaseIntake(services)
+        reach = None
+        if settings.reach_index and services.reach is None:
+            # Built in the background: previews count in SQL until it is ready, then follow it.
+            services.reach = LiveReach(services.db, services.catalogue)
+            reach = asyncio.create_task(services.reach.run())
         yield
+        if reach is not None:
+            reach.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reach
+            services.reach = None
         if owned:
             await app[SERVICES].close()
 

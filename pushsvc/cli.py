@@ -45,6 +45,18 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bounces(args: argparse.Namespace) -> int:
+    from pushsvc.delivery.bounce_server import serve_bounces
+
+    settings = _checked_settings()
+    configure_logging(settings.log_format or "json")
+    try:
+        asyncio.run(serve_bounces(settings, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from pushsvc.status import run_status
 
@@ -272,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("worker", _worker, "Run an arq worker: fan-out, delivery and the sweeper. Run as many as you like.")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
 
+    p = add("bounces", _bounces, "Receive bounces and auto-replies by SMTP for the return paths' domain "
+            "(PUSHSVC_BOUNCE_DOMAIN): failed e-mails are marked, bounced addresses suppressed.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=2526, help="port to listen on (default 2526; MX traffic arrives on 25)")
+
     add("status", _status, "Show the job queue and the delivery ledger: waiting, running and scheduled jobs, "
         "deliveries by channel and status, the oldest queued delivery, policies publishing.")
 
@@ -308,11 +325,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="UTF-8 CSV file with a header row")
     p.add_argument("--department-id", type=int, default=None, help="record the import as this department's")
 
+    staff = sub.add_parser("staff", help="Console accounts.", description="Console accounts.")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True, metavar="STAFF_COMMAND")
+    p = add("create", _staff_create, "Create a console account. Asks for its password twice on a terminal; "
+            "otherwise (or with --generate-password) prints a generated one, shown once.", staff_sub)
+    p.add_argument("--department", type=int, default=None, help="the department's id (not for an overseer)")
+    p.add_argument("--role", required=True, choices=("drafter", "approver", "department_admin", "overseer"))
+    p.add_argument("--username", required=True, help="3 to 64 lower-case letters, digits, . _ -")
+    p.add_argument("--display-name", default=None, help="the person's name as colleagues read it (default: username)")
+    p.add_argument("--email", default=None, help="where the person's test sends go")
+    p.add_argument("--phone", default=None, help="the person's mobile, for test sends")
+    p.add_argument("--generate-password", action="store_true", help="print a generated password instead of asking")
+
     # Commands of installed plug-ins: the demo and the stand-ins (pushsvc.dev) register here, so that
     # the service itself never imports them.
     for plugin in entry_points(group="pushsvc.commands"):
         plugin.load()(sub, add)
     return parser
+
+
+_STAFF_OPTIONS = {"username": "--username", "display_name": "--display-name", "role": "--role", "email": "--email",
+                  "phone": "--phone", "password": "password"}
+
+
+def _staff_create(args: argparse.Namespace) -> int:
+    import getpass
+
+    from pydantic import ValidationError
+
+    from pushsvc.core.errors import NotFound, ValidationFailed
+    from pushsvc.core.models import pydantic_errors
+    from pushsvc.staff.accounts import StaffIn, create_staff
+    from pushsvc.store.db import Database
+
+    settings = _checked_settings()
+    if (args.role == "overseer") != (args.department is None):
+        print("--department: an overseer takes none; every other role needs one", file=sys.stderr)
+        return 2
+    try:
+        person = StaffIn(username=args.username, display_name=args.display_name or args.username, role=args.role,
+                         email=args.email, phone=args.phone)
+    except ValidationError as exc:
+        for err in pydantic_errors(exc):
+            print(f"{_STAFF_OPTIONS.get(err.field, err.field)}: {err.message}", file=sys.stderr)
+        return 2
+    password: str | None = None
+    if not args.generate_password and sys.stdin.isatty():
+        password = getpass.getpass("Password (12 characters or more): ")
+        if getpass.getpass("Password again: ") != password:
+            print("password: the two passwords differ", file=sys.stderr)
+            return 2
+
+    async def run() -> tuple[int, str]:
+        db = Database(settings.database_url)
+        try:
+            return await create_staff(db, CLI_ACTOR, args.department, person, password)
+        finally:
+            await db.close()
+
+    try:
+        staff_id, given = asyncio.run(run())
+    except ValidationFailed as exc:
+        for err in exc.errors:
+            print(f"{_STAFF_OPTIONS.get(err.field, err.field)}: {err.message}", file=sys.stderr)
+        return 1
+    except NotFound:
+        print(f"--department: no department {args.department}", file=sys.stderr)
+        return 1
+    where = f"department {args.department}" if args.department is not None else "the city (overseer)"
+    print(f"staff {staff_id} '{person.username}' ({args.role}) created in {where}; sign in at "
+          f"{settings.public_url}/console")
+    if password is None:
+        print("password (shown once; the person changes it in /console/account):")
+        print(given)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,7 +64,15 @@ NOTIFY = Job("notify", "workers.jobs:notify", _LEDGER_BOUNDED)
 CASE_SEND = Job("case_send", "workers.jobs:case_send", _LEDGER_BOUNDED)
 # Someone waits at the page for it: a few quick tries, then they ask again.
 SELF_SERVICE_SEND = Job("self_service_send", "workers.jobs:self_service_send", 5)
-JOBS = (FANOUT, DELIVER, NOTIFY, CASE_SEND, SELF_SERVICE_SEND)
+# A clerk's test of a draft (pushsvc.policies.test_send): they wait for it; one more try at most.
+TEST_SEND = Job("test_send", "workers.jobs:test_send", 2)
+# A console CSV import, a slice at a time (pushsvc.subscriptions.import_jobs): a repeat re-imports
+# at most one slice, whose rows merge into what the first try wrote.
+ROSTER_IMPORT = Job("roster_import", "workers.jobs:roster_import", 3)
+# A department's answer to a public question (pushsvc.feedback.answers): the asker is not waiting at
+# a page, but an answer that never arrives is worse than a late one.
+ANSWER_SEND = Job("answer_send", "workers.jobs:answer_send", 10)
+JOBS = (FANOUT, DELIVER, NOTIFY, CASE_SEND, SELF_SERVICE_SEND, TEST_SEND, ROSTER_IMPORT, ANSWER_SEND)
 
 
 def _every_sweep(settings: Settings) -> Schedule:
@@ -85,6 +93,11 @@ CRONS = (
     Cron("digest", "workers.jobs:digest", _every_five_minutes(0, 30)),
     Cron("lapse", "workers.jobs:lapse", _every_five_minutes(2, 0)),
     Cron("purge_unconfirmed", "workers.jobs:purge_unconfirmed", lambda _: {"minute": 17, "second": 0}),
+    # Questions' contacts whose retention is over (pushsvc.feedback.questions).
+    Cron("question_contacts", "workers.jobs:question_contacts", lambda _: {"minute": 23, "second": 0}),
+    # Departments' status callbacks, apart from sending (pushsvc.delivery.callbacks).
+    Cron("callbacks", "workers.jobs:callbacks",
+         lambda s: {"second": set(range(0, 60, s.callback_every_seconds))}, run_at_startup=True),
 )
 
 
@@ -101,6 +114,16 @@ def job_deserializer(data: bytes) -> dict[str, Any]:
     return json.loads(data)
 
 
+# The urgent lane's arq queue, served by a worker of its own in every worker process
+# (workers.settings): a running fan-out's jobs never stand before an urgent policy's.
+URGENT_QUEUE = "arq:queue:urgent"
+
+
+def _queue(urgent: bool) -> str | None:
+    """arq's `_queue_name`: None is its default queue."""
+    return URGENT_QUEUE if urgent else None
+
+
 def fanout_job_id(policy_id: int, after: int = 0) -> str:
     return f"fanout:{policy_id}:{after}"
 
@@ -115,18 +138,19 @@ def notify_job_id(policy_id: int, notice: int) -> str:
 
 
 async def enqueue_fanout(redis: ArqRedis, policy_id: int, after: int = 0, *, at: datetime | None = None,
-                         job_id: str | None = None) -> None:
-    await enqueue(redis, FANOUT, policy_id, _job_id=job_id or fanout_job_id(policy_id, after), _defer_until=at)
+                         job_id: str | None = None, urgent: bool = False) -> None:
+    await enqueue(redis, FANOUT, policy_id, _job_id=job_id or fanout_job_id(policy_id, after), _defer_until=at,
+                  _queue_name=_queue(urgent))
 
 
 async def enqueue_deliver(redis: ArqRedis, policy_id: int, channel: str, lo: int, hi: int,
-                          *, job_id: str | None = None, notice: int = 0) -> None:
+                          *, job_id: str | None = None, notice: int = 0, urgent: bool = False) -> None:
     await enqueue(redis, DELIVER, policy_id, channel, lo, hi, notice,
-                  _job_id=job_id or deliver_job_id(policy_id, channel, lo, hi, notice))
+                  _job_id=job_id or deliver_job_id(policy_id, channel, lo, hi, notice), _queue_name=_queue(urgent))
 
 
 async def enqueue_deliver_ranges(redis: ArqRedis, rows: AsyncIterable[tuple[int, int, str, int]], size: int,
-                                 tag: str) -> int:
+                                 tag: str, urgent: bool = False) -> int:
     """Deliver jobs for ledger rows already written, as the fan-out cuts them: one per policy,
     notice, channel and run of at most `size` subscribers. `rows`: (policy, notice, channel,
     subscriber), in that order. The ids carry `tag` (when and why): a job of the same range kept
@@ -136,21 +160,21 @@ async def enqueue_deliver_ranges(redis: ArqRedis, rows: AsyncIterable[tuple[int,
     sids: list[int] = []
     async for policy_id, notice, channel, sid in rows:
         if sids and (key != (policy_id, notice, channel) or len(sids) == size):
-            await _enqueue_range(redis, key, sids, tag)
+            await _enqueue_range(redis, key, sids, tag, urgent)
             enqueued, sids = enqueued + 1, []
         key = (policy_id, notice, channel)
         sids.append(sid)
     if sids:
-        await _enqueue_range(redis, key, sids, tag)
+        await _enqueue_range(redis, key, sids, tag, urgent)
         enqueued += 1
     return enqueued
 
 
-async def _enqueue_range(redis: ArqRedis, key: tuple[int, int, str], sids: list[int], tag: str) -> None:
+async def _enqueue_range(redis: ArqRedis, key: tuple[int, int, str], sids: list[int], tag: str, urgent: bool) -> None:
     policy_id, notice, channel = key
     lo, hi = sids[0], sids[-1]
     await enqueue_deliver(redis, policy_id, channel, lo, hi, notice=notice,
-                          job_id=f"{deliver_job_id(policy_id, channel, lo, hi, notice)}:{tag}")
+                          job_id=f"{deliver_job_id(policy_id, channel, lo, hi, notice)}:{tag}", urgent=urgent)
 
 
 async def enqueue_case_send(redis: ArqRedis, case_id: int, delay: float) -> None:

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc import redis_keys
+from pushsvc.channels.sms.providers import failover
 from pushsvc.store.schema import deliveries, policies
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,15 @@ RETRIES = SharedCounter("pushsvc_delivery_retries", "Delivery attempts that fail
                         ("channel",))
 RECEIPTS = SharedCounter("pushsvc_receipts", "Receipts from providers by result: delivered, failed, unknown "
                          "(no delivery with that message id yet)", ("channel", "result"))
-COUNTERS = (DELIVERIES, RETRIES, RECEIPTS)
+# Written by the SMS failover (pushsvc.channels.sms.providers.failover), once per provider request.
+SMS_PROVIDER_MESSAGES = SharedCounter(failover.MESSAGES_COUNTER, "SMS numbers per provider: taken, or not_taken "
+                                      "(refused, failed, or left for the next provider)", ("provider", "result"))
+SMS_PROVIDER_REQUESTS = SharedCounter(failover.REQUESTS_COUNTER, "SMS provider requests by result: ok, slow, or "
+                                      "error (refused for the provider's own reasons, unreachable, unanswered)",
+                                      ("provider", "result"))
+SMS_PROVIDER_MS = SharedCounter(failover.REQUEST_MS_COUNTER, "Time SMS provider requests took, in milliseconds "
+                                "(divided by the requests: the mean time a provider takes a batch)", ("provider",))
+COUNTERS = (DELIVERIES, RETRIES, RECEIPTS, SMS_PROVIDER_MESSAGES, SMS_PROVIDER_REQUESTS, SMS_PROVIDER_MS)
 
 FANOUT = "pushsvc_fanout_seconds"
 FANOUT_HELP = "Time one fan-out job run takes (a long fan-out continues in further runs)"

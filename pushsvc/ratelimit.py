@@ -22,14 +22,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from pushsvc import redis_keys
 from pushsvc.core.clock import now
+from pushsvc.core.quotas import quota_day, quota_reset
 
 log = logging.getLogger(__name__)
 
@@ -157,3 +160,109 @@ class ProviderPace:
             wait = slot.wait
             self._opens_at = time.monotonic() + wait
         return now() + timedelta(seconds=wait)
+
+
+# KEYS: the day's counters, one per message (a key twice: two messages). ARGV: limit, expiry (Unix s).
+# Returns a 1 (taken) or 0 (the quota is spent) per key.
+_TAKE = """
+local limit = tonumber(ARGV[1])
+local taken = {}
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') < limit then
+    redis.call('INCR', key)
+    redis.call('EXPIREAT', key, ARGV[2])
+    taken[i] = 1
+  else
+    taken[i] = 0
+  end
+end
+return taken
+"""
+# KEYS: counters of messages taken but not sent after all; never below 0.
+_GIVE_BACK = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
+# A counter outlives its day by this much: a worker whose clock is a little behind still finds it.
+_QUOTA_KEY_MARGIN = timedelta(hours=1)
+
+
+class DailyQuota:
+    """At most `limit` messages a local day per key (a number, an account), from every worker
+    together: `DailyQuota(redis_url, family, limit)`, `family` naming what is capped (see
+    redis_keys.daily_quota); 0 means no quota and no Redis connection. `start()` before use,
+    `close()` at shutdown.
+
+    Messages are counted when taken, before they are sent, so two workers cannot both take the last
+    one; those a provider did not take after all are given back. A provider's own word that the
+    quota is spent (its error code) spends ours for the rest of the day. Redis away: nothing is
+    taken, and the messages wait a few seconds (a quota nobody can count cannot be kept)."""
+
+    def __init__(self, redis_url: str, family: str, limit: int) -> None:
+        self._url = redis_url
+        self._family = family
+        self.limit = limit
+        self._redis: Redis | None = None
+        self._take: AsyncScript | None = None
+        self._give_back: AsyncScript | None = None
+
+    async def start(self) -> None:
+        if self.limit > 0 and self._redis is None:
+            self._redis = Redis.from_url(self._url)
+            self._take = self._redis.register_script(_TAKE)
+            self._give_back = self._redis.register_script(_GIVE_BACK)
+
+    async def close(self) -> None:
+        redis, self._redis, self._take, self._give_back = self._redis, None, None, None
+        if redis is not None:
+            await redis.aclose()
+
+    def _keys(self, keys: Sequence[str], at: datetime) -> list[str]:
+        day = quota_day(at)
+        return [redis_keys.daily_quota(self._family, day, k) for k in keys]
+
+    async def take(self, keys: Sequence[str]) -> tuple[list[bool], datetime]:
+        """One message for each key (in order): whether it is within the day's quota, and when
+        those that are not may go (the quota's reset)."""
+        if self._take is None:
+            return [True] * len(keys), now()
+        at = now()
+        reset = quota_reset(at)
+        if not keys:
+            return [], reset
+        try:
+            taken = await self._take(keys=self._keys(keys, at),
+                                     args=[self.limit, int((reset + _QUOTA_KEY_MARGIN).timestamp())])
+        except RedisError as exc:
+            log.warning("%s quota unavailable (Redis: %s): holding the messages", self._family, type(exc).__name__)
+            return [False] * len(keys), at + timedelta(seconds=_NO_REDIS_WAIT_SECONDS)
+        return [bool(t) for t in taken], reset
+
+    async def give_back(self, keys: Sequence[str]) -> None:
+        """Messages taken by `take` that were not sent after all (refused, not tried)."""
+        if self._give_back is None or not keys:
+            return
+        try:
+            await self._give_back(keys=self._keys(keys, now()))
+        except RedisError as exc:
+            log.warning("%s quota: %d messages not given back (Redis: %s)", self._family, len(keys),
+                        type(exc).__name__)
+
+    async def spend(self, keys: Sequence[str]) -> datetime:
+        """The provider says these keys' quotas are spent: nothing more for them today. Returns
+        when they reset. Without a quota of our own (limit 0) nothing is recorded: the provider's
+        answer holds each message in turn."""
+        at = now()
+        reset = quota_reset(at)
+        if self._redis is None or not keys:
+            return reset
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in self._keys(keys, at):
+                    pipe.set(key, self.limit, exat=int((reset + _QUOTA_KEY_MARGIN).timestamp()))
+                await pipe.execute()
+        except RedisError as exc:
+            log.warning("%s quota: spent not recorded (Redis: %s)", self._family, type(exc).__name__)
+        return reset

@@ -36,6 +36,13 @@ def sms_code(contact_digest: str) -> str:
     return f"{PREFIX}:selfservice:code:{contact_digest}"
 
 
+def daily_quota(family: str, day: str, key: str) -> str:
+    """Messages counted against one day's quota (pushsvc.ratelimit.DailyQuota): `family` is what is
+    capped (sms-number, wechat-template), `day` the local day ('20261205'), `key` what it caps (a
+    number's keyed mark: no phone number in a key; an account's appid). Expires after its day."""
+    return f"{PREFIX}:quota:{family}:{day}:{key}"
+
+
 def wechat_token(account: str) -> str:
     """The Official Account's access token shared by the workers (pushsvc.channels.wechat.token)."""
     return f"{PREFIX}:wechat:token:{account}"
@@ -59,7 +66,26 @@ def breaker_probe(provider: str) -> str:
     return f"{PREFIX}:breaker:{provider}:probe"
 
 
+def sms_health(provider: str, bucket: int) -> str:
+    """An SMS provider's requests, errors and slow requests in one 10-second bucket (Unix time // 10),
+    a hash read by the failover (pushsvc.channels.sms.providers.failover); expires after the window."""
+    return f"{PREFIX}:sms:health:{provider}:{bucket}"
+
+
 def admin_session(session_digest: str) -> str:
     """A signed-in admin session (pushsvc.web.admin_sessions), under the SHA-256 of its id: a copy of
     Redis holds no session that could be replayed."""
     return f"{PREFIX}:admin:session:{session_digest}"
+
+
+def roster_import(import_id: str) -> str:
+    """A CSV import the console runs as a job (pushsvc.subscriptions.import_jobs), a hash: who asked
+    and the file until the job has read it, then its progress, summary and rejected rows. It
+    expires a day after the upload."""
+    return f"{PREFIX}:import:{import_id}"
+
+
+def visitor_seen(day: str, policy_id: int, channel: str, visitor_digest: str) -> str:
+    """A visitor already counted on a policy's page by a channel that day (pushsvc.policies.reading),
+    under a keyed hash of the day, address and browser: no address in a key. It expires with the day."""
+    return f"{PREFIX}:visit:{day}:{policy_id}:{channel}:{visitor_digest}"

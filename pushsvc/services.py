@@ -13,6 +13,7 @@ from pushsvc.core.catalogue import Catalogue, load_catalogue
 from pushsvc.core.rendering import Renderer
 from pushsvc.core.tokens import TokenSigner
 from pushsvc.jobs import job_deserializer, job_serializer
+from pushsvc.reach.live import LiveReach
 from pushsvc.settings import Settings
 from pushsvc.store.db import Database
 
@@ -26,6 +27,8 @@ class Services:
     renderer: Renderer
     redis: ArqRedis
     channels: dict[str, Channel] = field(default_factory=dict)
+    # The API process's reach index (pushsvc.app starts it); None elsewhere: previews count in SQL.
+    reach: LiveReach | None = None
 
     async def close(self) -> None:
         for channel in self.channels.values():

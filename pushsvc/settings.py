@@ -28,6 +28,7 @@ NOT_SETTINGS = frozenset({
     "PUSHSVC_ROOT",  # scripts/lib.sh: the checkout the scripts run in
     "PUSHSVC_CHROMIUM",  # scripts and tests: the browser the browser tests drive
     "PUSHSVC_DEMO_REDIS_DB",  # `pushsvc demo`: the Redis database number it empties and uses
+    "PUSHSVC_DEMO_SMS",  # `pushsvc demo`: its SMS stand-ins (generic, aliyun, tencent, both)
     "PUSHSVC_TEST_DATABASE_URL",  # tests (set by .ci/run): PostgreSQL for the database tests
     "PUSHSVC_TEST_REDIS_URL",  # tests: the Redis server the test sessions use
     "PUSHSVC_TEST_PROCESSES",  # scripts/test: how many pytest processes
@@ -47,11 +48,28 @@ class Settings(BaseSettings):
     secret_key: str = Field(min_length=32)
     public_url: str = "http://127.0.0.1:8080"
 
-    audiences_dir: Path = REPO_ROOT / "audiences"
-    templates_dir: Path = REPO_ROOT / "templates"
+    # The defaults are the installation's folders, wherever the process is started.
+    audiences_dir: Path = Field(default=REPO_ROOT / "audiences", validate_default=True)
+    templates_dir: Path = Field(default=REPO_ROOT / "templates", validate_default=True)
+
+    @field_validator("audiences_dir", "templates_dir")
+    @classmethod
+    def _existing_folder(cls, v: Path) -> Path:
+        # Made absolute and checked once, at start: a process started from another folder (another
+        # host, a service manager) with a relative path stops here, naming the setting, instead of
+        # starting and then failing every message it renders.
+        folder = v.resolve()
+        if not folder.is_dir():
+            where = "" if v.is_absolute() else f" (a relative path is taken from the working directory, {Path.cwd()})"
+            raise ValueError(f"{folder} is not a folder{where}")
+        return folder
 
     max_body_bytes: int = Field(default=1 << 20, gt=0)
     max_import_bytes: int = Field(default=64 << 20, gt=0)
+
+    # The API process builds an in-memory reach index at start (in the background; measured for 3
+    # million subscribers: about 20 s and 220 MB) and answers previews from it once built; false: SQL.
+    reach_index: bool = True
 
     # Fan-out and delivery.
     fanout_batch_size: int = Field(default=1000, ge=1, le=10_000)
@@ -91,6 +109,9 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(default=8, ge=1, le=200)
     smtp_timeout: float = Field(default=30.0, gt=0)
     unsubscribe_mailto: str | None = None
+    # Each e-mail's envelope sender is bounces+<token>@this domain (VERP), whose MX must lead to
+    # `pushsvc bounces`; empty: the domain of PUSHSVC_SMTP_FROM.
+    bounce_domain: str = Field(default="", max_length=253, pattern=r"^[A-Za-z0-9.-]*$")
 
     # No SMS or personal WeChat in this local span unless a subscriber sets their own (00:00-00:00: none).
     quiet_hours: str = Field(default="21:00-08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
@@ -111,6 +132,13 @@ class Settings(BaseSettings):
     wechat_robot_window_seconds: float = Field(default=60.0, gt=0)
     wechat_timeout: float = Field(default=10.0, gt=0)
     wechat_connections: int = Field(default=8, ge=1, le=100)
+    # The Official Account's server configuration (its console: Settings and development → Basic
+    # configuration): the Token both sides sign with ("" = our server URL /v1/wechat/server answers
+    # 404) and the EncodingAESKey of the compatible and safe modes ("" = plain mode only). The web
+    # authorisation's authorize page lives under wechat_oauth_url (the stand-in plays it in tests).
+    wechat_token: str = Field(default="", pattern=r"^[A-Za-z0-9]{0,32}$")
+    wechat_encoding_aes_key: str = Field(default="", pattern=r"^([A-Za-z0-9+/]{43})?$")
+    wechat_oauth_url: str = Field(default="https://open.weixin.qq.com", pattern=r"^https?://[^/?#]+/?$")
 
     @property
     def webhook_origins(self) -> tuple[str, ...]:
@@ -125,6 +153,42 @@ class Settings(BaseSettings):
     sms_max_parts: int = Field(default=4, ge=1, le=10)
     sms_timeout: float = Field(default=10.0, gt=0)
     sms_connections: int = Field(default=4, ge=1, le=64)
+    # Several SMS providers (pushsvc.channels.sms.providers): in order, with weights; each batch goes
+    # to one drawn by weight among the healthy, and what it cannot take to the next. A provider with
+    # sms_failover_errors refused or unanswered requests in sms_failover_window_seconds, or more than
+    # sms_failover_slow_share of its requests slower than sms_failover_slow_seconds, loses its share
+    # until the window passes. The providers' pushes (receipts, replies) come to
+    # /v1/callbacks/sms/<provider>/<sms_callback_token>/report|reply: the token keeps others out.
+    sms_providers: str = Field(default="generic:1",
+                               pattern=r"^\s*(generic|aliyun|tencent)(:\d+)?(\s*,\s*(generic|aliyun|tencent)(:\d+)?)*\s*$")
+    sms_failover_errors: int = Field(default=50, ge=1)
+    sms_failover_window_seconds: float = Field(default=60.0, gt=0)
+    sms_failover_slow_seconds: float = Field(default=5.0, gt=0)
+    sms_failover_slow_share: float = Field(default=0.15, gt=0, le=1)
+    sms_callback_token: str = ""  # "" = the providers' callbacks are refused
+    # An Aliyun or Tencent message still `sent` this long after it went out (its pushed receipt lost)
+    # is looked up by the sweeper (QuerySendDetails, PullSmsSendStatusByPhoneNumber), and again after
+    # as long each time, for as long as the provider keeps it (3 days).
+    sms_receipt_wait_seconds: float = Field(default=1800.0, gt=0)
+    sms_aliyun_url: str = Field(default="https://dysmsapi.aliyuncs.com", pattern=r"^https?://[^/?#]+/?$")
+    sms_aliyun_access_key_id: str = ""
+    sms_aliyun_access_key_secret: str = ""
+    sms_aliyun_sign_name: str = Field(default="", max_length=12)  # "" = sms_sign_name
+    sms_aliyun_template_code: str = ""
+    sms_tencent_url: str = Field(default="https://sms.tencentcloudapi.com", pattern=r"^https?://[^/?#]+/?$")
+    sms_tencent_secret_id: str = ""
+    sms_tencent_secret_key: str = ""
+    sms_tencent_sdk_app_id: str = ""
+    sms_tencent_sign_name: str = Field(default="", max_length=12)  # "" = sms_sign_name
+    sms_tencent_template_id: str = ""
+    sms_tencent_region: str = "ap-guangzhou"
+
+    # Delivery-status callbacks (PUT /v1/callback): posted every callback_every_seconds, each post
+    # waiting callback_timeout_seconds at most. Only https to public addresses, unless
+    # callback_allow_private (one-machine set-ups and tests: http and private addresses too).
+    callback_allow_private: bool = False
+    callback_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    callback_every_seconds: int = Field(default=5, ge=1, le=60)
 
     # Logs: "json" (one object a line) or "text"; unset, serve and worker write json, other commands text.
     log_format: Literal["json", "text"] | None = None
@@ -135,11 +199,29 @@ class Settings(BaseSettings):
     smtp_per_second: int = Field(default=0, ge=0)
     sms_requests_per_second: int = Field(default=0, ge=0)
     wechat_template_per_second: int = Field(default=50, ge=0)
+    # Daily quotas, per local day (Asia/Shanghai); 0 means none. Messages beyond one wait `held`
+    # until local midnight (no attempt spent). The Official Account's template messages a day (the
+    # platform's default 100,000; its error 45009 also means spent), and SMS a day to one number
+    # (providers cap it, e.g. Aliyun 10; their per-number limit errors also mean spent).
+    wechat_template_daily: int = Field(default=100_000, ge=0)
+    sms_daily_per_number: int = Field(default=10, ge=0)
     # A ceiling against a runaway client, well above a business system posting case events at 500/s.
     api_requests_per_minute: int = Field(default=60000, ge=0)
     admin_requests_per_minute: int = Field(default=0, ge=0)
     page_requests_per_minute: int = Field(default=600, ge=0)
+    # The public's "was this useful? ask a question" form, per hour: per client address (a service
+    # hall's visitors share one, hence generous) and per policy (against a flood of one page).
+    feedback_per_address_per_hour: int = Field(default=30, ge=1)
+    feedback_per_policy_per_hour: int = Field(default=300, ge=1)
     proxy_hops: int = Field(default=0, ge=0, le=10)
+
+    # The console's staff sign-in: this many failed passwords or codes in a row lock an account for
+    # console_lockout_minutes; a session ends console_session_hours after sign-in, or after
+    # console_idle_minutes without a request.
+    console_max_failures: int = Field(default=5, ge=1)
+    console_lockout_minutes: int = Field(default=15, ge=1)
+    console_session_hours: float = Field(default=8.0, gt=0)
+    console_idle_minutes: float = Field(default=30.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

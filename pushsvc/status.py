@@ -122,7 +122,7 @@ def show(snap: Snapshot, console: Console) -> None:
         console.print(f"[red]Ledger: {snap.ledger}[/red]")
         return
     ledger = Table(title="Deliveries (ledger)", title_justify="left")
-    ledger.add_column("channel")
+    ledger.add_column("channel", no_wrap=True, min_width=len("wechat"))  # the others give way on a narrow terminal
     for status in (*STATUSES, "total"):
         ledger.add_column(status, justify="right")
     totals = dict.fromkeys(STATUSES, 0)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from pushsvc.cases.alerts import alert_due, run_case_alerts
 from pushsvc.channels import build_channels
 from pushsvc.core.case_states import LABELS, allowed_next
+from pushsvc.core.identifiers import mask_name
 from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.workdays import add_working_days, working_days_between
 from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
@@ -26,7 +27,6 @@ from pushsvc.i18n import words
 from pushsvc.services import open_services
 from pushsvc.settings import Settings
 from pushsvc.store.schema import case_notifications, cases
-from pushsvc.web.case_pages import mask_name
 from tests.conftest import ADMIN, Api, Workers, eventually
 
 SMS_SECRET = "test-sms-secret-0123456789"

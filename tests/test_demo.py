@@ -64,6 +64,34 @@ def test_demo_once_delivers_on_every_channel_and_says_where(tmp_path: Path) -> N
     assert not configured.exists()  # the configured database is never the demo's
 
 
+def test_demo_on_both_cloud_stand_ins_shows_receipts_and_the_failover(tmp_path: Path) -> None:
+    # PUSHSVC_DEMO_SMS=both: Aliyun's stand-in first, told to fail midway; Tencent Cloud's takes over.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSVC_")} | {
+        "PUSHSVC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'configured.db'}",
+        "PUSHSVC_REDIS_URL": "redis://127.0.0.1:6379/12", "PUSHSVC_DEMO_REDIS_DB": "12",
+        "PUSHSVC_DEMO_SMS": "both", "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "pushsvc.cli", "demo", "--once"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+
+    var = tmp_path / "var"
+    with sqlite3.connect(var / "demo.db") as db:
+        rows = dict(db.execute("SELECT provider, count(*) FROM deliveries WHERE channel = 'sms' AND status = 'delivered' "
+                               "GROUP BY 1").fetchall())
+        assert db.execute("SELECT count(*) FROM deliveries WHERE channel = 'sms' AND status != 'delivered'").fetchone() == (0,)
+    took = {name: [r["phone_number"] for request in json.loads((var / f"demo-sms-{name}.json").read_text(encoding="utf-8"))
+                   for r in request["results"] if r.get("message_id")] for name in ("aliyun", "tencent")}
+    assert rows == {name: len(numbers) for name, numbers in took.items()} and all(rows.values()), (rows, took)
+    assert len(set(took["aliyun"] + took["tencent"])) == sum(rows.values())  # every number once
+    # The summary: per provider what it took, its receipts and failures, and the failover.
+    table = output[output.index("SMS per provider"):]
+    for name, label in (("aliyun", "Aliyun"), ("tencent", "Tencent Cloud")):
+        assert re.search(rf"{label}\s+{rows[name]}\s+{rows[name]}\s+0\s", table), table
+    refused = re.search(r"failover: Aliyun refused (\d+) requests", table)
+    assert refused and int(refused[1]) >= 1, table
+
+
 @pytest.mark.parametrize("mixed", [False, True])
 def test_sample_subscribers_pass_validation_and_import_columns(mixed: bool) -> None:
     catalogue = load_catalogue(REPO_ROOT / "audiences")

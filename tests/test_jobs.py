@@ -38,7 +38,7 @@ def options() -> dict[str, object]:
 
 def test_every_entry_names_an_async_function_taking_the_context() -> None:
     entries = [*JOBS, *CRONS]
-    assert len({e.name for e in entries}) == len(entries) == 11
+    assert len({e.name for e in entries}) == len(entries) == 16
     for entry in entries:
         function = job_function(entry.function)
         assert inspect.iscoroutinefunction(function), entry
@@ -60,7 +60,7 @@ def test_the_worker_runs_the_registry(options: dict[str, object]) -> None:
     functions = {f.name: f for f in options["functions"]}  # type: ignore[attr-defined]
     assert {name: (f.timeout_s, f.max_tries) for name, f in functions.items()} == {
         "fanout": (45, 1000), "deliver": (45, 1000), "notify": (45, 1000), "case_send": (45, 1000),
-        "self_service_send": (45, 5),
+        "self_service_send": (45, 5), "test_send": (45, 2), "roster_import": (45, 3), "answer_send": (45, 10),
     }
     assert all(isinstance(f, Function) for f in functions.values())
     crons: dict[str, CronJob] = {c.name: c for c in options["cron_jobs"]}  # type: ignore[attr-defined]
@@ -72,6 +72,8 @@ def test_the_worker_runs_the_registry(options: dict[str, object]) -> None:
         "cron:digest": (set(range(0, 60, 5)), 30, False, True, 45),
         "cron:lapse": (set(range(2, 60, 5)), 0, False, True, 45),
         "cron:purge_unconfirmed": (17, 0, False, True, 45),
+        "cron:question_contacts": (23, 0, False, True, 45),
+        "cron:callbacks": (None, set(range(0, 60, 5)), True, True, 45),
     }
 
 

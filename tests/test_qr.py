@@ -97,10 +97,10 @@ async def test_policy_qr_is_its_short_link_and_redirects(api: Api, settings: Set
 
     db = Database(settings.database_url)
     try:
-        async with db.read() as conn:
-            assert await code_for(conn, f"/p/{policy['id']}") == code
+        async with db.read() as conn:  # the policy's short link for QR readers (tests/test_via_links.py)
+            assert await code_for(conn, f"/p/{policy['id']}?via=qr") == code
         async with db.write() as conn:  # asking again never issues another code
-            assert await short_code(conn, f"/p/{policy['id']}") == code
+            assert await short_code(conn, f"/p/{policy['id']}?via=qr") == code
     finally:
         await db.close()
 

@@ -54,8 +54,8 @@ async def test_status_shows_queue_and_ledger(api: Api, workers: Workers, sink: S
     # The stopped workers' cron jobs may be queued too, and come due meanwhile: compare totals.
     (w0, r0, s0), (waiting, running, scheduled) = queue_counts(before.stdout), queue_counts(out)
     assert waiting + running + scheduled == w0 + r0 + s0 + 2 and waiting >= 1 and scheduled >= 1
-    # channel, queued, sending, sent, delivered, failed, held, digest, unknown, total
-    assert row(out, "email") == ["email", "0", "0", "14", "0", "1", "0", "0", "0", "15"]
+    # channel, queued, sending, sent, delivered, failed, held, digest, unknown, suppressed, total
+    assert row(out, "email") == ["email", "0", "0", "14", "0", "1", "0", "0", "0", "0", "15"]
     assert row(out, "all")[-1] == "15"
     assert "Policies publishing: 0" in before.stdout
     assert "Oldest queued delivery: none queued" in out and "Policies publishing: 1" in out

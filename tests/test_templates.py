@@ -19,6 +19,7 @@ from pushsvc.channels.email import EmailChannel
 from pushsvc.channels.sms import SmsChannel
 from pushsvc.channels.wechat.channel import WechatChannel
 from pushsvc.channels.wechat.template import parse_fields
+from pushsvc.core.links import NO_SHORT_LINKS
 from pushsvc.core.messages import PolicyMessage
 from pushsvc.core.models import Locale
 from pushsvc.core.quiet_hours import LOCAL_ZONE
@@ -37,7 +38,7 @@ PARTS = {
 }
 # These have every part in every channel and locale. The case kinds belong to the case-progress work.
 COMPLETE_KINDS = ("policy", "policy_revised", "policy_repealed", "policy_lapsed", "digest", "confirmation")
-KNOWN_KINDS = (*COMPLETE_KINDS, "case_update", "case_alert", "manage_link")  # manage_link: e-mail and SMS
+KNOWN_KINDS = (*COMPLETE_KINDS, "case_update", "case_alert", "manage_link", "answer")  # manage_link, answer: e-mail and SMS
 SUBJECT_LACKS = {"recipient_name", "unsubscribe_url"}  # the subject is the same for every recipient
 WECHAT_FIELDS = {"thing1", "thing2", "thing3", "time4"}  # the one approved template's fields
 
@@ -106,7 +107,7 @@ def _listed(n: int, **values: Any) -> list[dict[str, Any]]:
 def _digest(**values: Any) -> dict[str, Any]:
     return {"kind": "digest", "version": "1", "title": "每周政策摘要", "period": "weekly",
             "period_start": date(2026, 11, 23), "period_end": date(2026, 11, 29), "policies": _listed(12),
-            "digest_url": f"{PUBLIC}/d/abc", "short_url": SHORT, **values}
+            "digest_url": f"{PUBLIC}/d/abc", "short_url": SHORT, "short_links": NO_SHORT_LINKS, **values}
 
 
 CONFIRMATION = {
@@ -335,8 +336,11 @@ def _settings(**values: Any) -> Settings:
 
 
 def _message(kind: str) -> SimpleNamespace:
-    """A message as the channels see one: its fields, a key and the QR of its page."""
-    return SimpleNamespace(**FULL[kind], key=f"{kind}:1", qr_url=f"{PUBLIC}/p/1/qr.png", to_subscriber=True)
+    """A message as the channels see one: its fields (the same on every channel), a key, the QR of
+    its page and its one link (Message.link_for, Message.fields_for)."""
+    fields = FULL[kind]
+    return SimpleNamespace(**fields, key=f"{kind}:1", qr_url=f"{PUBLIC}/p/1/qr.png", to_subscriber=True,
+                           link_for=lambda via: fields["short_url"], fields_for=lambda via: dict(fields))
 
 
 @pytest.mark.parametrize("kind", COMPLETE_KINDS)

@@ -12,14 +12,19 @@ from arq import Retry
 
 from pushsvc.cases.alerts import run_case_alerts
 from pushsvc.cases.dispatcher import run_case_sweep, send_cases
+from pushsvc.delivery.callbacks import run_callbacks
 from pushsvc.delivery.deliver import run_deliver
 from pushsvc.delivery.digest import run_digest
 from pushsvc.delivery.fanout import run_fanout
 from pushsvc.delivery.sweeper import run_sweep
+from pushsvc.feedback.answers import run_answer_send
+from pushsvc.feedback.questions import run_purge_contacts
 from pushsvc.metrics import observe_fanout
 from pushsvc.policies.lifecycle import run_lapse, run_notify
 from pushsvc.policies.messages import load_message
+from pushsvc.policies.test_send import run_test_send
 from pushsvc.services import Services
+from pushsvc.subscriptions.import_jobs import run_import
 from pushsvc.subscriptions.self_service import run_purge_unconfirmed, run_self_service_send
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,10 @@ async def sweep(ctx: dict[str, Any]) -> int:
     return await run_sweep(_svc(ctx))
 
 
+async def callbacks(ctx: dict[str, Any]) -> int:
+    return await run_callbacks(_svc(ctx))
+
+
 async def case_send(ctx: dict[str, Any], case_id: int) -> None:
     """One case whose next notification waited for a retry (the dispatcher sends the rest)."""
     retry_in = (await send_cases(_svc(ctx), [case_id])).get(case_id)
@@ -83,3 +92,24 @@ async def self_service_send(ctx: dict[str, Any], kind: str, subscriber_id: int, 
 
 async def purge_unconfirmed(ctx: dict[str, Any]) -> int:
     return await run_purge_unconfirmed(_svc(ctx))
+
+
+async def test_send(ctx: dict[str, Any], draft_id: int, staff_id: int, locale: str) -> None:
+    """A clerk's draft sent to themselves, marked as a test (nothing in the ledger)."""
+    await run_test_send(_svc(ctx), draft_id, staff_id, locale)
+
+
+async def roster_import(ctx: dict[str, Any], import_id: str, start_at: int) -> None:
+    """A CSV the console uploaded, imported from data row `start_at` on."""
+    await run_import(_svc(ctx), import_id, start_at)
+
+
+async def answer_send(ctx: dict[str, Any], question_id: int) -> None:
+    """A department's answer, to the contact its asker gave."""
+    retry_in = await run_answer_send(_svc(ctx), question_id, ctx["job_try"])
+    if retry_in is not None:
+        raise Retry(defer=retry_in)
+
+
+async def question_contacts(ctx: dict[str, Any]) -> int:
+    return await run_purge_contacts(_svc(ctx))

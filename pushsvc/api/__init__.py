@@ -3,15 +3,21 @@ the package registers every endpoint of its modules."""
 
 from pushsvc.api import (  # noqa: F401  (each module registers its endpoints)
     audit,
+    callback,
     cases,
     dead_letters,
     departments,
+    drafts,
     gateways,
     health,
     metrics,
     openapi,
     policies,
+    provider_callbacks,
+    questions,
     render,
     reports,
+    staff,
     subscribers,
+    wechat_server,
 )

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pushsvc.core.errors import FieldError
-from pushsvc.core.models import DepartmentIn, DepartmentOut, KeyIn, KeyInfo, KeyList, KeyOut
+from pushsvc.core.errors import FieldError, ValidationFailed
+from pushsvc.core.models import (
+    DepartmentIn,
+    DepartmentOut,
+    KeyIn,
+    KeyInfo,
+    KeyList,
+    KeyOut,
+    UrgentRightIn,
+    UrgentRightOut,
+)
 from pushsvc.http.auth import caller
 from pushsvc.http.problems import Problem, invalid
 from pushsvc.http.routing import endpoint, json_body, json_response, parse_model, path_id, services
+from pushsvc.staff.department_settings import issue, revoke
 from pushsvc.store import audit
 from pushsvc.store.departments import DuplicateDepartment, create_department, department_by_id
-from pushsvc.store.keys import active_key_named, issue_key, list_keys, revoke_key
+from pushsvc.store.keys import list_keys
+from pushsvc.store.urgent import may_send_urgent, set_may_send_urgent
 
 
 @endpoint("POST", "/v1/departments", summary="Create a department and issue its API key", tag="departments",
@@ -57,14 +68,11 @@ async def _existing(request: web.Request, department_id: int) -> None:
 async def post_key(request: web.Request) -> web.Response:
     department_id = _own_department(request)
     data = parse_model(KeyIn, await json_body(request))
-    name = data.name.strip()
     await _existing(request, department_id)
-    async with services(request).db.write() as conn:
-        if await active_key_named(conn, department_id, name):
-            raise Problem(409, f"a key named '{name}' is in use", [FieldError("name", "already taken by a key not revoked")])
-        row, key = await issue_key(conn, department_id, name, data.kind)
-        await audit.record(conn, caller(request).actor, "key.issue", None, key_id=row["id"], name=name,
-                           kind=data.kind, department=department_id)
+    try:
+        row, key = await issue(services(request).db, caller(request).actor, department_id, data)
+    except ValidationFailed as exc:
+        raise Problem(409, f"a key named '{data.name.strip()}' is in use", exc.errors) from None
     return json_response(KeyOut(id=row["id"], name=row["name"], kind=row["kind"], api_key=key), status=201)
 
 
@@ -82,10 +90,29 @@ async def get_keys(request: web.Request) -> web.Response:
           tag="departments", auth="department_or_admin", status=204, errors=(401, 403, 404))
 async def delete_key(request: web.Request) -> web.Response:
     department_id = _own_department(request)
-    key_id = path_id(request, "key_id")
-    async with services(request).db.write() as conn:
-        row = await revoke_key(conn, department_id, key_id)
-        if row is None:
-            raise Problem(404, "no such key")
-        await audit.record(conn, caller(request).actor, "key.revoke", None, key_id=key_id, department=department_id)
+    await revoke(services(request).db, caller(request).actor, department_id, path_id(request, "key_id"))
     return web.Response(status=204)
+
+
+@endpoint("PUT", "/v1/departments/{id}/urgent", summary='Grant or withdraw the right to publish "priority": "urgent"',
+          tag="departments", auth="admin", body=UrgentRightIn, response=UrgentRightOut, errors=(400, 401, 403, 404, 422))
+async def put_urgent_right(request: web.Request) -> web.Response:
+    department_id = path_id(request)
+    data = parse_model(UrgentRightIn, await json_body(request))
+    async with services(request).db.write() as conn:
+        if not await set_may_send_urgent(conn, department_id, data.may_send_urgent):
+            raise Problem(404, "no such department")
+        await audit.record(conn, caller(request).actor, "department.urgent", None, department=department_id,
+                           may_send_urgent=data.may_send_urgent)
+    return json_response(UrgentRightOut(department_id=department_id, may_send_urgent=data.may_send_urgent))
+
+
+@endpoint("GET", "/v1/departments/{id}/urgent", summary="Whether the department may publish urgent policies",
+          tag="departments", auth="department_or_admin", response=UrgentRightOut, errors=(401, 403, 404))
+async def get_urgent_right(request: web.Request) -> web.Response:
+    department_id = _own_department(request)
+    async with services(request).db.read() as conn:
+        allowed = await may_send_urgent(conn, department_id)
+    if allowed is None:
+        raise Problem(404, "no such department")
+    return json_response(UrgentRightOut(department_id=department_id, may_send_urgent=allowed))

@@ -20,7 +20,7 @@ REF = "#/components/schemas/{model}"
 TEXT = {"schema": {"type": "string"}}
 # What a path's suffix says it serves (qr.png, site.css), and what `?format=` asks for.
 SUFFIX_MEDIA = {".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml", ".csv": "text/csv",
-                ".json": "application/json"}
+                ".json": "application/json", ".atom": "application/atom+xml", ".rss": "application/rss+xml"}
 FORMAT_MEDIA = {"json": "application/json", "csv": "text/csv"}
 # Text in the path (tokens, codes, case numbers) and the query: what fits the request line even
 # percent-encoded (up to 12 bytes a character).

@@ -8,6 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
+from pushsvc.api.drafts import DraftSubmitted, PolicyAccepted
+from pushsvc.api.reports import DEPARTMENT_ID, department_scope
+from pushsvc.core.clock import now
 from pushsvc.core.errors import FieldError
 from pushsvc.core.models import (
     DeliveryOut,
@@ -19,6 +22,7 @@ from pushsvc.core.models import (
     PreviewOut,
     RepealIn,
 )
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.http.auth import Caller, caller
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import (
@@ -37,9 +41,11 @@ from pushsvc.http.routing import (
 )
 from pushsvc.policies import view
 from pushsvc.policies.explain import explain_match
+from pushsvc.policies.listing import POLICY_STATUSES, WORDS_MAX, PolicyList, list_policies, parse_filter
 from pushsvc.policies.preview import preview
 from pushsvc.policies.publish import publish
 from pushsvc.policies.repeal import repeal
+from pushsvc.policies.review import key_needs_review, submit_from_key
 from pushsvc.policies.revise import revise
 from pushsvc.policies.validation import CHANNELS, Publisher
 from pushsvc.store import audit
@@ -50,7 +56,8 @@ def publisher(who: Caller) -> Publisher:
     if who.department is None:
         return Publisher(department_id=None, name="", domains=None)
     return Publisher(department_id=who.department_id, name=who.department["name"],
-                     domains=tuple(who.department["domains"]))
+                     domains=tuple(who.department["domains"]),
+                     may_send_urgent=bool(who.department.get("may_send_urgent")))
 
 
 async def own_policy(request: web.Request) -> dict[str, Any]:
@@ -63,18 +70,45 @@ async def _accepted(request: web.Request, policy_id: int) -> web.Response:
     return json_response(out, status=202, headers={"Location": f"/v1/policies/{policy_id}"})
 
 
-@endpoint("POST", "/v1/policies", summary="Publish a policy: stored, then fanned out (now or at publish_at)",
-          tag="policies", auth="department", body=PolicyIn, response=PolicyOut, status=202,
-          errors=(400, 401, 403, 409, 413, 422))
+@endpoint("POST", "/v1/policies", summary="Publish a policy: stored, then fanned out (now or at publish_at); "
+          "or, when the department reviews its keys' policies, kept as a draft awaiting an approver "
+          "(GET /v1/drafts/{id})", tag="policies", auth="department", body=PolicyIn, response=PolicyAccepted,
+          status=202, errors=(400, 401, 403, 409, 413, 422))
 async def post_policy(request: web.Request) -> web.Response:
     raw = await json_body(request)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (1 <= len(key) <= 200):
         raise Problem(400, "Idempotency-Key must be 1 to 200 characters")
-    done = await publish(services(request), publisher(caller(request)), raw, key)
+    who = caller(request)
+    # A test key's policy reaches nobody (the simulator answers): nothing for an approver to review,
+    # and a draft approved later would be published for real.
+    if who.department is not None and not who.test and await key_needs_review(services(request), who.department):
+        draft_id = await submit_from_key(services(request), publisher(who), who.actor, raw, key)
+        if draft_id is not None:  # else the key published a policy before: publish repeats its answer
+            return json_response(DraftSubmitted(draft_id=draft_id), status=202,
+                                 headers={"Location": f"/v1/drafts/{draft_id}"})
+    done = await publish(services(request), publisher(who), raw, key, test=who.test)
     if done.replayed:
         return json_response(done.body, status=done.status, headers={"Idempotent-Replayed": "true"})
     return json_response(done.body, status=done.status, headers={"Location": f"/v1/policies/{done.policy_id}"})
+
+
+@endpoint("GET", "/v1/policies", summary="The department's policies, newest first, by status, domain, period and words",
+          tag="policies", auth="department_or_admin", response=PolicyList, errors=(401, 403, 422),
+          query=(Param("status", "filter by status", schema={"type": "string", "enum": list(POLICY_STATUSES)}),
+                 Param("domain", "filter by domain slug"),
+                 Param("from", "first local date it went public (publish_at if scheduled, else when posted)",
+                       schema={"type": "string", "format": "date"}),
+                 Param("to", "last local date it went public, included", schema={"type": "string", "format": "date"}),
+                 Param("q", f"words found in the title or the document number (at most {WORDS_MAX} characters)"),
+                 DEPARTMENT_ID, LIMIT, CURSOR))
+async def get_policies(request: web.Request) -> web.Response:
+    svc = services(request)
+    department_id = department_scope(request, caller(request), admin_must_name=False)
+    wanted = parse_filter(request.query, svc.catalogue.domains, local_date(now()))
+    limit = int_param(request, "limit", 100, lo=1, hi=1000)
+    items, next_below = await list_policies(svc, department_id, wanted, before_id=after_cursor(request), limit=limit)
+    return json_response(PolicyList(items=items, next_cursor=next_cursor(next_below) if next_below else None))
 
 
 @endpoint("POST", "/v1/policies/preview", summary="Count who a policy would reach; nothing stored or sent",

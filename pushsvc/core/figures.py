@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pushsvc.core.errors import FieldError, ValidationFailed
 from pushsvc.core.models import TimelinessOut
+from pushsvc.core.workdays import working_days_between
 
 # core/retry.py writes this for a temporary failure that ran out of attempts: the one kind of
 # failure worth trying again later (tests/test_reports.py pins the two together).
@@ -181,6 +182,67 @@ class Timing(BaseModel):
         return cls(count=len(seconds), median_seconds=rounded(0.5), p95_seconds=rounded(0.95))
 
 
+class ProviderFigures(BaseModel):
+    """One SMS provider's share of the period's messages, from the provider each ledger row names
+    (the one that took it, or the last one that refused it for good)."""
+
+    provider: str = Field(description="aliyun, tencent or generic")
+    messages: int = Field(description="messages the provider answered for")
+    delivered: int = Field(description="of them, confirmed by its delivery receipt")
+    failed: int = Field(description="of them, failed for good: refused by it, or a failed receipt")
+    delivery_time: Timing = Field(description="from sent (the provider took it) to delivered (its receipt)")
+
+
+class Ratings(BaseModel):
+    useful: int = Field(0, description="people who said the policy page was useful")
+    not_useful: int = Field(0, description="people who said it was not")
+
+    @classmethod
+    def of(cls, counts: tuple[int, int]) -> Ratings:
+        return cls(useful=counts[0], not_useful=counts[1])
+
+
+class AnswerTimes(BaseModel):
+    """How fast the public's questions were answered, in working days (mainland calendar): a
+    question answered on the day it was asked took 0."""
+
+    asked: int = Field(0, description="questions asked in the period")
+    answered: int = 0
+    unanswered: int = 0
+    median_working_days: float | None = None
+    p95_working_days: float | None = None
+
+    @classmethod
+    def of(cls, asked_answered: Sequence[tuple[date, date | None]]) -> AnswerTimes:
+        """`asked_answered`: each question's local dates, asked and answered (None: not yet)."""
+        days = sorted(float(working_days_between(a, b)) for a, b in asked_answered if b is not None)
+        median, p95 = percentile(days, 0.5), percentile(days, 0.95)
+        return cls(asked=len(asked_answered), answered=len(days), unanswered=len(asked_answered) - len(days),
+                   median_working_days=None if median is None else round(median, 1),
+                   p95_working_days=None if p95 is None else round(p95, 1))
+
+
+# The links that count a policy page's visitors (policies/reading.py): a message's channel, a QR
+# code, or a short link that names none of them.
+READ_CHANNELS = ("email", "sms", "wechat", "qr", "link")
+
+
+class Reading(BaseModel):
+    opened: int = Field(0, description="visitors who opened the policy's page by the channel's links, each once a day")
+    reached: int | None = Field(None, description="messages of the policy the channel's provider accepted; null for "
+                                "QR codes and untagged short links, which nobody sends")
+    open_rate: float | None = Field(None, description="opened / reached; null when nothing was reached")
+
+
+def reading(opened: dict[str, int], reached: dict[str, int]) -> dict[str, Reading]:
+    """Opened / reached per channel of READ_CHANNELS; `reached`: messages accepted per channel sent by."""
+    out: dict[str, Reading] = {}
+    for ch in READ_CHANNELS:
+        n, sent = opened.get(ch, 0), reached.get(ch)
+        out[ch] = Reading(opened=n, reached=sent, open_rate=ratio(n, sent) if sent is not None else None)
+    return out
+
+
 class PolicyFigures(BaseModel):
     id: int
     title: str
@@ -195,6 +257,8 @@ class PolicyFigures(BaseModel):
     by_channel: dict[str, ChannelFigures]
     time_to_delivery: Timing
     timeliness: TimelinessOut | None = Field(description="null when the policy has no produced_on")
+    ratings: Ratings = Field(default_factory=Ratings, description="what the public said of its page, since it went public")
+    reading: dict[str, Reading] = Field(default_factory=dict, description="opened / reached per channel (READ_CHANNELS)")
 
 
 class TimelinessTotals(BaseModel):
@@ -212,6 +276,7 @@ class ReportTotals(BaseModel):
     by_channel: dict[str, ChannelFigures]
     time_to_delivery: Timing = Field(description="over every timed message of the period's policies")
     timeliness: TimelinessTotals
+    reading: dict[str, Reading] = Field(default_factory=dict, description="opened / reached per channel, all policies")
 
 
 class DaySent(BaseModel):
@@ -234,6 +299,14 @@ class DepartmentReport(BaseModel):
     policies: list[PolicyFigures] = Field(description="policies that went public in the period, oldest first")
     total: ReportTotals
     sent_per_day: list[DaySent] = Field(description="the period's policies' messages by the day they were sent, every day from the first to the last")
+    suppressed_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="the period's policies' messages not sent because the contact is suppressed, "
+        "by why: hard_bounce, invalid_number, wechat_refused, reply_r, complaint")
+    ratings: Ratings = Field(default_factory=Ratings, description="the period's policies' ratings together")
+    questions: AnswerTimes = Field(default_factory=AnswerTimes,
+                                   description="the public's questions asked in the period and how fast they were answered")
+    sms_providers: list[ProviderFigures] = Field(
+        default_factory=list, description="the period's policies' SMS per provider, in name order")
 
 
 def totals(policies: Sequence[PolicyFigures], seconds: list[float], channels: Sequence[str]) -> ReportTotals:
@@ -247,7 +320,10 @@ def totals(policies: Sequence[PolicyFigures], seconds: list[float], channels: Se
         reached=reached,
         reach_rate=ratio(reached, matched),
         messages=combined(p.messages for p in policies),
-        by_channel={ch: combined(p.by_channel[ch] for p in policies if ch in p.by_channel) for ch in channels},
+        by_channel=(by_channel := {ch: combined(p.by_channel[ch] for p in policies if ch in p.by_channel)
+                                   for ch in channels}),
+        reading=reading({ch: sum(p.reading[ch].opened for p in policies if ch in p.reading) for ch in READ_CHANNELS},
+                        {ch: f.sent for ch, f in by_channel.items()}),
         time_to_delivery=Timing.of(seconds),
         timeliness=TimelinessTotals(
             on_time=sum(1 for t in timed if t is not None and t.on_time),

@@ -140,6 +140,14 @@ def _reason(local: str, said: str) -> str:
     return next((ours for words, ours in _DOMAIN_REASONS if words in said), _LABEL_RULE)
 
 
+def mask_name(name: str) -> str:
+    """张三丰 → 张*丰, 张三 → 张*: enough for the person to recognise, not for others to learn."""
+    name = name.strip()
+    if len(name) <= 2:
+        return name[:1] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
 def mask_phone(phone: str) -> str:
     """'+8613800138000' → '+86138****8000'; anything that is not a full number is hidden entirely."""
     prefix = "+86" if phone.startswith("+86") else ""

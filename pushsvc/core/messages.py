@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, ClassVar, Literal, Protocol
 
+from pushsvc.core.links import NO_SHORT_LINKS, ShortLinks, Via, tagged
+
 # -- who, and what came of it -----------------------------------------------------------------------
 
 
@@ -66,6 +68,7 @@ class Outcome:
     error: str | None = None
     provider_ref: str | None = None
     not_before: datetime | None = None
+    provider: str | None = None  # which of the channel's providers took it (SMS: aliyun, tencent, generic)
 
 
 # -- what a channel needs of any message ----------------------------------------------------------
@@ -92,6 +95,12 @@ class Message(Protocol):
     def to_subscriber(self) -> bool:
         """Sent because someone subscribed (so it carries a way to leave and waits out their quiet
         hours), not to an applicant, a department or someone who asked for this one message."""
+
+    def link_for(self, via: Via) -> str:
+        """The link `via`'s reader follows to the message's page (BaseMessage.link_for)."""
+
+    def fields_for(self, via: Via) -> dict[str, Any]:
+        """What `via`'s templates get (BaseMessage.fields_for)."""
 
 
 class BaseMessage(ABC):
@@ -120,12 +129,38 @@ class BaseMessage(ABC):
     def qr_url(self) -> str:
         return f"{self.page}/qr.png" if self.page else ""
 
+    def link_for(self, via: Via) -> str:
+        """The link `via`'s reader follows to the page: an SMS's or a WeChat message's one link, what
+        a QR code encodes (`qr`, e-mail's image too), e-mail's link to the page. Channels ask here,
+        never read `short_url` themselves, so that a kind whose visits count per channel (a policy)
+        can answer each its own. By default: the one short link for all."""
+        return self.short_url
+
+    def fields_for(self, via: Via) -> dict[str, Any]:
+        """The fields `via`'s templates get: the kind's fields, its links as `via`'s reader follows them."""
+        return dict(vars(self))
+
+
+class _ReadPerChannel(BaseMessage):
+    """A kind whose page counts its readers per channel (policies/reading.py): each reader is given
+    a link naming the channel. E-mail has room for the page's own address with `?via=email`; the
+    others (an SMS has no room for more) get a short link of their own, issued with the page's."""
+
+    short_links: ShortLinks  # "" for a reader without one: it gets `short_url`, counted as `link`
+
+    def link_for(self, via: Via) -> str:
+        return tagged(self.page, via) if via == "email" else self.short_links.get(via) or self.short_url
+
+    def _links_for(self, via: Via) -> dict[str, str]:
+        # E-mail shows its short link only as the QR image, which a phone scans: the QR's.
+        return {"short_url": self.link_for("qr" if via == "email" else via)}
+
 
 # -- policies -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class PolicyMessage(BaseMessage):
+class PolicyMessage(_ReadPerChannel):
     """What a policy push says, whatever the channel. Rendering turns it into a channel's bytes."""
 
     policy_id: int
@@ -143,6 +178,10 @@ class PolicyMessage(BaseMessage):
     produced_on: date | None
     effective_on: date | None
     expires_on: date | None
+    # Published with a test key: the simulator answers for every recipient (pushsvc.delivery.simulator).
+    test: bool = False
+    # Its short link per reader (issued at publish); a reader without one gets `short_url`.
+    short_links: ShortLinks = NO_SHORT_LINKS
 
     @property
     def key(self) -> str:
@@ -151,6 +190,9 @@ class PolicyMessage(BaseMessage):
     @property
     def page(self) -> str:
         return self.page_url
+
+    def fields_for(self, via: Via) -> dict[str, Any]:
+        return vars(self) | self._links_for(via) | {"page_url": tagged(self.page_url, via)}
 
 
 @dataclass(frozen=True)
@@ -170,7 +212,7 @@ class NoticeMessage(PolicyMessage):
 
 
 @dataclass(frozen=True)
-class DigestMessage(BaseMessage):
+class DigestMessage(_ReadPerChannel):
     """One digest for the subscribers whose lists are the same, in one locale (its `title`)."""
 
     digest_id: int
@@ -183,10 +225,19 @@ class DigestMessage(BaseMessage):
     short_url: str
     kind: str = "digest"
     version: str = "1"  # a digest never changes: its key alone names the content
+    # Its page's short link per reader; the page passes the reader's channel on to the policies' links.
+    short_links: ShortLinks = NO_SHORT_LINKS
 
     @property
     def key(self) -> str:
         return f"digest:{self.digest_id}"
+
+    def fields_for(self, via: Via) -> dict[str, Any]:
+        # Each policy listed is opened from `via`: its page's address naming the channel (WeChat shows
+        # a link's title, not its address, so it has room for it too).
+        listed = tuple(p | {"page_url": tagged(p["page_url"], via), "short_url": tagged(p["page_url"], via)}
+                       for p in self.policies)
+        return vars(self) | self._links_for(via) | {"digest_url": tagged(self.digest_url, via), "policies": listed}
 
     @property
     def page(self) -> str:

@@ -14,7 +14,8 @@ from pushsvc.core.timeliness import Timeliness
 Frequency = Literal["immediate", "daily", "weekly"]
 Locale = Literal["zh-CN", "zh-HK", "en"]
 Disclosure = Literal["proactive", "on_request", "not_disclosed"]
-DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "failed", "held", "digest", "unknown"]
+Priority = Literal["normal", "urgent"]
+DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "failed", "held", "digest", "unknown", "suppressed"]
 Url = Field(default=None, max_length=1000, pattern=r"^https?://\S+$")
 Name = Annotated[str, Field(max_length=64)]  # a catalogue name: audience group, attribute, domain, channel
 
@@ -34,6 +35,15 @@ class DepartmentOut(BaseModel):
     name: str
     domains: list[str]
     api_key: str = Field(description="Shown this once; only its hash is stored.")
+
+
+class UrgentRightIn(Strict):
+    may_send_urgent: bool = Field(description='whether the department may publish policies with "priority": "urgent"')
+
+
+class UrgentRightOut(BaseModel):
+    department_id: int
+    may_send_urgent: bool
 
 
 class KeyIn(Strict):
@@ -89,6 +99,11 @@ class QuietHours(Strict):
     end: str = Field(max_length=5, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+# A department's own reference for a record: printable, not blank, unique within the department.
+ExternalId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$",
+                                  description="the department's own reference, unique within it")]
+
+
 class SubscriberIn(Strict):
     name: str | None = Field(default=None, max_length=200)
     email: str | None = Field(default=None, max_length=254)
@@ -101,6 +116,25 @@ class SubscriberIn(Strict):
     frequency: Frequency = "immediate"
     locale: Locale = "zh-CN"
     quiet_hours: QuietHours | None = None
+    external_id: ExternalId | None = None
+
+
+class SubscriberPatch(Strict):
+    """PATCH /v1/subscribers/{id}: only the fields present change (null clears an optional one); the
+    record as changed is then checked as POST /v1/subscribers checks a new one."""
+
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=32)
+    wechat: WechatContact | None = None
+    audiences: Annotated[dict[Name, Annotated[dict[Name, Any], Field(max_length=50)]], Field(
+        min_length=1, max_length=20, description="group slug -> attributes (replaces them all)")] | SkipJsonSchema[None] = None
+    domains: Annotated[list[Name], Field(min_length=1, max_length=27)] | SkipJsonSchema[None] = None
+    channels: Annotated[list[Name], Field(min_length=1, max_length=10)] | SkipJsonSchema[None] = None
+    frequency: Frequency | SkipJsonSchema[None] = None
+    locale: Locale | SkipJsonSchema[None] = None
+    quiet_hours: QuietHours | None = None
+    external_id: ExternalId | None = None
 
 
 class SubscriberOut(BaseModel):
@@ -117,6 +151,12 @@ class SubscriberOut(BaseModel):
     locale: str
     quiet_hours: QuietHours | None
     created_at: datetime
+    external_id: str | None = None
+
+
+class SubscriberPage(BaseModel):
+    items: list[SubscriberOut]
+    next_cursor: str | None
 
 
 class ImportError_(BaseModel):
@@ -147,6 +187,10 @@ class PolicyIn(Strict):
     targeting: dict[str, Any] = Field(max_length=8, description="audiences and a where predicate")
     channels: list[Name] = Field(min_length=1, max_length=10)
     notify_on_lapse: bool = Field(default=True, description="tell the people who received it when it lapses")
+    priority: Priority = Field(default="normal", description="urgent (a right the admin grants): sent at once to "
+                               "everyone it matches, digest subscribers and quiet hours included, on a queue of its own")
+    fallback: dict[Name, Name] | None = Field(default=None, max_length=10, description='channel -> the channel tried '
+                                              'next when a message on it fails for good, e.g. {"wechat": "sms"}')
 
 
 # What a revision may change: the text, links and dates. Who it targets and how it is sent are not
@@ -194,6 +238,8 @@ class ChannelCounts(BaseModel):
     held: int = 0
     unknown: int = Field(default=0, description="the provider may have taken them and could not say (no reply "
                          "came); never sent again: a receipt or a query to the provider settles them")
+    suppressed: int = Field(default=0, description="not sent: the contact is on the suppression list (a hard "
+                            "bounce, an invalid number, a WeChat refusal, an R reply); not failures")
 
 
 class FieldChange(BaseModel):
@@ -259,6 +305,10 @@ class PolicyOut(BaseModel):
     repeal_reason: str | None
     notices: list[NoticeOut]
     timeliness: TimelinessOut | None = Field(description="null without produced_on")
+    test: bool = Field(default=False, description="published with a test key: the simulator answered for every "
+                       "recipient, nothing left pushsvc, and no report counts it")
+    priority: Priority = "normal"
+    fallback: dict[str, str] | None = None
 
 
 FEWER_THAN_5 = "fewer than 5"
@@ -287,6 +337,8 @@ class DeliveryOut(BaseModel):
     attempts: int
     error: str | None
     updated_at: datetime
+    fallback_of: int | None = Field(default=None, description="the row (id) whose failure for good this one falls "
+                                    "back from, on the policy's fallback channel")
 
 
 class DeliveryPage(BaseModel):

@@ -54,6 +54,7 @@ def ledger_update(
         "new_status": outcome.status,
         "new_error": error_code(outcome.error),
         "new_ref": outcome.provider_ref,
+        "new_provider": outcome.provider,
         "new_next": None,
         "new_sent": at if outcome.status == "sent" else None,
         "new_updated": at,

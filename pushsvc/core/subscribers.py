@@ -44,6 +44,7 @@ class NewSubscriber:
     locale: str = "zh-CN"
     quiet_start: int | None = None
     quiet_end: int | None = None
+    external_id: str | None = None  # the supplying department's reference
 
 
 def _minutes(hhmm: str) -> int:
@@ -142,6 +143,7 @@ def validate_subscriber(
             locale=sub.locale,
             quiet_start=_minutes(quiet.start) if quiet else None,
             quiet_end=_minutes(quiet.end) if quiet else None,
+            external_id=sub.external_id.strip() if sub.external_id else None,
         ),
         [],
     )
@@ -151,7 +153,7 @@ def csv_row_to_subscriber(row: Mapping[str, str | None]) -> dict[str, Any]:
     """Map one CSV row to the JSON shape of POST /v1/subscribers.
 
     Columns: name, email, phone, wechat_openid, wechat_webhook, domains, channels (both
-    separated by ';'), frequency, locale, quiet_hours (HH:MM-HH:MM), and `<group>.<attribute>`
+    separated by ';'), frequency, locale, quiet_hours (HH:MM-HH:MM), external_id, and `<group>.<attribute>`
     for audience attributes: a non-empty one makes the row a member of that group.
     """
     def cell(name: str) -> str | None:
@@ -162,7 +164,7 @@ def csv_row_to_subscriber(row: Mapping[str, str | None]) -> dict[str, Any]:
         return [part.strip() for part in (cell(name) or "").split(";") if part.strip()]
 
     data: dict[str, Any] = {"audiences": {}, "domains": listed("domains"), "channels": listed("channels")}
-    for name in ("name", "email", "phone", "frequency", "locale"):
+    for name in ("name", "email", "phone", "frequency", "locale", "external_id"):
         if cell(name) is not None:
             data[name] = cell(name)
     if cell("wechat_openid") or cell("wechat_webhook"):

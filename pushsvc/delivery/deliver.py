@@ -9,9 +9,11 @@ from typing import Protocol
 
 from pushsvc.core.clock import now
 from pushsvc.core.messages import Message, Outcome
+from pushsvc.delivery.fallback import fall_back
 from pushsvc.delivery.send import Row, SendStep, left_before_sending
 from pushsvc.services import Services
 from pushsvc.store.deliveries import Claimed, claim, load_recipients, next_due, release, write_outcomes
+from pushsvc.store.fallbacks import SendingTerms, sending_terms
 
 
 class LoadMessage(Protocol):
@@ -40,11 +42,12 @@ async def run_deliver(
         claimed = await claim(conn, policy_id, notice, channel_name, lo, hi, at, lease_cutoff(svc, at))
     if claimed:
         try:
-            await _send(svc, step, load, policy_id, notice, channel_name, claimed, at)
+            terms, failed = await _send(svc, step, load, policy_id, notice, channel_name, claimed, at)
         finally:
             # However the send ended (done, the job cancelled, an error), what the channel answered
             # is written and the rows it never got go back to the queue.
             await asyncio.shield(_settle_up(svc, step, claimed))
+        await fall_back(svc, terms, policy_id, notice, failed)
     async with svc.db.read() as conn:
         due = await next_due(conn, policy_id, notice, channel_name, lo, hi)
     await step.count()
@@ -54,18 +57,23 @@ async def run_deliver(
 async def _send(
     svc: Services, step: SendStep, load: LoadMessage, policy_id: int, notice: int, channel_name: str,
     claimed: list[Claimed], at: datetime,
-) -> None:
-    """Send the claimed rows (held in quiet hours from `at`, the claim's time) through `step`."""
+) -> tuple[SendingTerms, list[int]]:
+    """Send the claimed rows (held in quiet hours from `at`, the claim's time, unless the policy is
+    urgent) through `step`. Returns the policy's terms and the rows the channel failed for good
+    (those a subscriber left or a policy no longer in force failed have nothing to fall back for)."""
     rows = {c.delivery_id: (Row(c.delivery_id, c.attempts + 1),) for c in claimed}
     message = await load(svc, policy_id, notice, to_send=True)
     async with svc.db.read() as conn:
         recipients, gone = await load_recipients(conn, claimed, channel_name)
+        terms = await sending_terms(conn, policy_id)
     step.settle(channel_name, left_before_sending(gone), rows)
     if message is None:
         reason = "the policy is gone or no longer in force"
         step.settle(channel_name, [Outcome(r.delivery_id, "failed", reason) for r in recipients], rows)
     elif recipients:
-        await step.send(channel_name, message, recipients, rows, at)
+        results = await step.send(channel_name, message, recipients, rows, at, quiet_hours=not terms.urgent)
+        return terms, [r.outcome.delivery_id for r in results if r.status == "failed"]
+    return terms, []
 
 
 async def _settle_up(svc: Services, step: SendStep, claimed: list[Claimed]) -> None:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from pushsvc import redis_keys
 from pushsvc.channels.base import send_deadline
 from pushsvc.core.clock import now
-from pushsvc.core.links import page_url, policy_path, short_url
+from pushsvc.core.links import SHORT_VIAS, ShortLinks, page_url, policy_path, short_url, tagged
 from pushsvc.core.messages import DigestMessage, Recipient
 from pushsvc.core.models import Locale
 from pushsvc.core.msgid import N_
@@ -207,15 +207,18 @@ async def _messages(
         lists[(*period, tuple(sorted({row.policy_id for row in g.rows})))].append(g)
     async with svc.db.write() as conn:
         listed = await listing(conn, {pid: policy_path(pid) for pid in policy_ids})
-        pages: dict[tuple[str, date, date, tuple[int, ...]], tuple[int, str, str]] = {}
+        pages: dict[tuple[str, date, date, tuple[int, ...]], tuple[int, str, str, ShortLinks]] = {}
         for key in lists:
             digest_id = await insert_digest(conn, key[0], key[1], key[2], list(key[3]))
             path = digest_path(digest_token(svc.signer, digest_id))
-            pages[key] = (digest_id, public + path, short_url(public, await short_code(conn, path)))
+            # Its page's short link, and one per reader: the page passes the channel on (web/digest_pages.py).
+            links = ShortLinks(**{via: short_url(public, await short_code(conn, tagged(path, via)))
+                                  for via in SHORT_VIAS})
+            pages[key] = (digest_id, public + path, short_url(public, await short_code(conn, path)), links)
     out: dict[tuple[str, int, str], tuple[DigestMessage, list[Recipient]]] = {}
     for key, members in lists.items():
         period, start, end, ids = key
-        digest_id, url, short = pages[key]
+        digest_id, url, short, links = pages[key]
         entries = tuple(
             {"title": p["title"], "department": p["department"], "doc_number": p["doc_number"],
              "page_url": page_url(public, pid), "short_url": short_url(public, p["code"])}
@@ -226,7 +229,8 @@ async def _messages(
             locale = g.recipient.locale if g.recipient.locale in get_args(Locale) else DEFAULT_LOCALE
             message, recipients = out.setdefault(
                 (g.first.channel, digest_id, locale),
-                (DigestMessage(digest_id, words(locale).gettext(TITLES[period]), period, start, end, entries, url, short), []),
+                (DigestMessage(digest_id, words(locale).gettext(TITLES[period]), period, start, end, entries, url,
+                               short, short_links=links), []),
             )
             recipients.append(g.recipient)
     return [(channel, message, recipients) for (channel, _, _), (message, recipients) in out.items()]

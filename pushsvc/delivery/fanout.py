@@ -20,12 +20,14 @@ import sqlalchemy as sa
 
 from pushsvc.core.clock import now
 from pushsvc.core.targeting import parse_targeting
+from pushsvc.core.verification import ContactKeys
 from pushsvc.jobs import enqueue_deliver, enqueue_fanout
 from pushsvc.services import Services
 from pushsvc.store.deliveries import insert_deliveries
 from pushsvc.store.matching import matching_pairs
 from pushsvc.store.policies import get_policy, set_status
 from pushsvc.store.schema import policies
+from pushsvc.store.suppressions import mark_suppressed
 
 log = logging.getLogger(__name__)
 IMMEDIATE = "immediate"
@@ -42,9 +44,10 @@ class Batch:
         return self.rows[0][0], self.rows[-1][0]
 
 
-async def _flush(svc: Services, policy_id: int, batches: list[Batch]) -> int:
-    """Write the batches in one transaction, then enqueue a deliver job per batch and channel;
-    returns the new cursor."""
+async def _flush(svc: Services, policy_id: int, batches: list[Batch], urgent: bool) -> int:
+    """Write the batches in one transaction, then enqueue a deliver job per batch and channel (on
+    the urgent lane for an urgent policy, which no subscriber waits for in a digest); returns the
+    new cursor."""
     hi = batches[-1].bounds[1]
     at = now()
     rows = [
@@ -52,8 +55,8 @@ async def _flush(svc: Services, policy_id: int, batches: list[Batch]) -> int:
             "policy_id": policy_id,
             "subscriber_id": sid,
             "channel": channel,
-            # Digest subscribers wait in the ledger for their period's message.
-            "status": "queued" if frequency == IMMEDIATE else "digest",
+            # Digest subscribers wait in the ledger for their period's message, unless it is urgent.
+            "status": "queued" if frequency == IMMEDIATE or urgent else "digest",
             "attempts": 0,
             "created_at": at,
             "updated_at": at,
@@ -63,6 +66,8 @@ async def _flush(svc: Services, policy_id: int, batches: list[Batch]) -> int:
     ]
     async with svc.db.write() as conn:
         await insert_deliveries(conn, rows)
+        # Contacts on the suppression list are recorded `suppressed`, never sent.
+        await mark_suppressed(conn, ContactKeys(svc.settings.secret_key), policy_id, batches[0].bounds[0], hi, at)
         await conn.execute(
             sa.update(policies)
             .where(policies.c.id == policy_id, policies.c.fanout_cursor < hi)
@@ -70,8 +75,8 @@ async def _flush(svc: Services, policy_id: int, batches: list[Batch]) -> int:
         )
     for batch in batches:
         lo, batch_hi = batch.bounds
-        for channel in sorted({channel for _, channel, frequency in batch.rows if frequency == IMMEDIATE}):
-            await enqueue_deliver(svc.redis, policy_id, channel, lo, batch_hi)
+        for channel in sorted({channel for _, channel, frequency in batch.rows if frequency == IMMEDIATE or urgent}):
+            await enqueue_deliver(svc.redis, policy_id, channel, lo, batch_hi, urgent=urgent)
     return hi
 
 
@@ -87,6 +92,7 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
         async with svc.db.write() as conn:
             if not await set_status(conn, policy_id, "publishing", expect="scheduled"):
                 return  # repealed meanwhile
+    urgent = policy["priority"] == "urgent"
     targeting, errors = parse_targeting(policy["targeting"], svc.catalogue)
     if targeting is None:
         # Only possible if audiences/ changed under a stored policy; say so loudly, send nothing.
@@ -111,7 +117,7 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
                         pending.append(batch)
                         batch = Batch()
                     if len(pending) == per_write:
-                        cursor = await _flush(svc, policy_id, pending)
+                        cursor = await _flush(svc, policy_id, pending, urgent)
                         pending = []
                         if time.monotonic() > deadline:
                             cut_short = True
@@ -123,11 +129,11 @@ async def run_fanout(svc: Services, policy_id: int) -> None:
                 break
     if cut_short:
         # The continuation picks up after the cursor.
-        await enqueue_fanout(svc.redis, policy_id, after=cursor)
+        await enqueue_fanout(svc.redis, policy_id, after=cursor, urgent=urgent)
         return
     if batch.rows:
         pending.append(batch)
     if pending:
-        await _flush(svc, policy_id, pending)
+        await _flush(svc, policy_id, pending, urgent)
     async with svc.db.write() as conn:
         await set_status(conn, policy_id, "published", published_at=now())

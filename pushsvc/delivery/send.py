@@ -45,6 +45,8 @@ from pushsvc.core.messages import Message, Outcome, OutcomeStatus, Recipient
 from pushsvc.core.quiet_hours import parse_span, quiet_until
 from pushsvc.core.rendering import RenderError
 from pushsvc.core.retry import ledger_update
+from pushsvc.delivery import simulator
+from pushsvc.delivery.bounces import suppress_refused
 from pushsvc.delivery.breaker import Breaker
 from pushsvc.metrics import record_outcomes
 from pushsvc.services import Services
@@ -148,17 +150,24 @@ class SendStep:
         return self.deadline
 
     async def send(self, channel_name: str, message: Message, recipients: Sequence[Recipient], rows: Rows,
-                   at: datetime | None = None) -> list[Result]:
-        """Send `message` to `recipients` on the channel, quiet hours (at `at`, default now) first.
-        Never raises for the channel's sake (a cancellation aside); one Result per recipient."""
+                   at: datetime | None = None, *, quiet_hours: bool = True) -> list[Result]:
+        """Send `message` to `recipients` on the channel, quiet hours (at `at`, default now) first
+        unless `quiet_hours` is False (an urgent policy goes out at any hour).
+        Never raises for the channel's sake (a cancellation aside); one Result per recipient.
+        The simulator answers for its contacts (and for all of a test policy's) before anything else."""
+        simulated, recipients = simulator.split(channel_name, recipients, simulator.is_test(message))
+        results = self.settle(channel_name, simulated, rows)
+        if not recipients:
+            return results
         channel = self.svc.channels.get(channel_name)
         if channel is None:
             reason = f"channel '{channel_name}' is not configured"
-            return self.settle(channel_name, [Outcome(r.delivery_id, "failed", reason) for r in recipients], rows)
+            return results + self.settle(channel_name, [Outcome(r.delivery_id, "failed", reason) for r in recipients],
+                                         rows)
         ready, held = list(recipients), list[Outcome]()
-        if message.to_subscriber:
+        if message.to_subscriber and quiet_hours:
             ready, held = self._quiet_hours(channel, ready, at or now())
-        results = self.settle(channel_name, held, rows)
+        results += self.settle(channel_name, held, rows)
         if ready:
             results += await self._send_ready(channel_name, channel, message, ready, rows)
         return results
@@ -224,11 +233,13 @@ class SendStep:
                         reason)
             for d in sorted(waiting):
                 report(Outcome(d, "retry", reason))
+        await suppress_refused(self.svc, channel_name, recipients, [r.outcome for r in results])
         return results
 
     def _keep(self, updates: tuple[dict[str, Any], ...], counted: tuple[str, str]) -> None:
         if self.ledger is None:
-            self._uncounted.append(counted)
+            if not simulator.is_simulated(updates[0]["new_provider"]):
+                self._uncounted.append(counted)
             return
         self._pending.append((updates, counted))
         if self._flushing or (self._writing is not None and not self._writing.done()):
@@ -287,6 +298,9 @@ class SendStep:
                 try:
                     async with self.svc.db.write() as conn:
                         await self.ledger(conn, updates)
+                        # The simulator's messages are delivered as soon as they are sent.
+                        await simulator.deliver_sent(
+                            conn, [(channel, u) for row_updates, (channel, _) in batch for u in row_updates])
                     break
                 except (SQLAlchemyError, OSError, TimeoutError) as exc:
                     if attempt == _WRITE_TRIES:
@@ -303,7 +317,9 @@ class SendStep:
         except BaseException:
             self._pending[:0] = batch  # kept for the next write
             raise
-        self._uncounted += [counted for _, counted in batch]
+        # Simulated messages never left pushsvc: no metric of sends counts them.
+        self._uncounted += [counted for row_updates, counted in batch
+                            if not simulator.is_simulated(row_updates[0]["new_provider"])]
 
     def _quiet_hours(self, channel: Channel, recipients: list[Recipient],
                      at: datetime) -> tuple[list[Recipient], list[Outcome]]:

@@ -9,6 +9,11 @@ It never touches the configured database or Redis database: it uses a fresh `var
 default 14, on the configured Redis server), both emptied on every run. The channels' secrets are
 made up for each run (the stand-ins are the demo's own) and quiet hours are off, so that the
 demo sends at any hour.
+
+SMS goes to the generic gateway's stand-in, or (`--sms`, or PUSHSVC_DEMO_SMS) to the Aliyun or
+Tencent Cloud stand-in, speaking their real protocols, or to both with failover: then the Aliyun
+stand-in is told to fail after its first requests and Tencent Cloud takes over. The summary shows
+per provider the messages it took, the receipts (delivered) and the failures.
 """
 
 from __future__ import annotations
@@ -41,10 +46,16 @@ from rich.table import Table
 
 from pushsvc.app import build_app
 from pushsvc.channels.sms import OK as SMS_OK
+from pushsvc.channels.sms.providers.base import callback_path
+from pushsvc.channels.sms.providers.failover import parse_routes
 from pushsvc.core.catalogue import load_catalogue
 from pushsvc.core.clock import now
+from pushsvc.core.figures import duration
 from pushsvc.core.quiet_hours import local_date
 from pushsvc.dev.demo_data import SampleFactory, SampleSubscriber, csv_text, demo_policy
+from pushsvc.dev.demo_staff import SampleStaff, make_sample_staff
+from pushsvc.dev.stubs.sms import STUBS
+from pushsvc.dev.stubs.sms.cloud import CloudFaults, CloudSmsStub
 from pushsvc.dev.stubs.sms_gateway import SmsGatewayStub
 from pushsvc.dev.stubs.smtp_sink import SmtpSink, sink_web_app
 from pushsvc.dev.stubs.wechat import WEBHOOK_PATH, WechatStub
@@ -66,6 +77,14 @@ RECEIPT_WAIT_SECONDS = 5.0  # how long past the fan-out the demo waits for the l
 POLL_SECONDS = 0.25
 ONCE_TIMEOUT_SECONDS = 120.0
 NO_QUIET_HOURS = "00:00-00:00"
+# Where the demo's SMS goes (`pushsvc demo --sms`): the stand-ins, as PUSHSVC_SMS_PROVIDERS lists
+# them. Both: Aliyun takes every batch first and Tencent Cloud stands by (weight 0), so that the
+# failover shows however few batches the sample policy makes.
+SMS_SETUPS = {"generic": "generic", "aliyun": "aliyun", "tencent": "tencent", "both": "aliyun:1,tencent:0"}
+# With both: the first takes this many requests, then answers every one with a server error.
+FAIL_AFTER_REQUESTS = 1
+CLOUD_URL_SETTINGS = {"aliyun": "PUSHSVC_SMS_ALIYUN_URL", "tencent": "PUSHSVC_SMS_TENCENT_URL"}
+PROVIDER_NAMES = {"generic": "SMS gateway", "aliyun": "Aliyun", "tencent": "Tencent Cloud"}
 # Generated for this run when neither the environment nor .env has them, so the demo always starts.
 SECRETS = {"PUSHSVC_ADMIN_TOKEN": 24, "PUSHSVC_SECRET_KEY": 48}
 
@@ -96,7 +115,7 @@ class DemoPaths:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.database}{suffix}").unlink(missing_ok=True)
         shutil.rmtree(self.maildir, ignore_errors=True)
-        for channel in CHANNELS:
+        for channel in (*CHANNELS, *(f"sms-{name}" for name in STUBS)):
             self.received(channel).unlink(missing_ok=True)
 
 
@@ -122,6 +141,14 @@ def stand_in_secrets() -> dict[str, str]:
     """Credentials shared by the service and the demo's own stand-ins, new for every run."""
     return {
         "PUSHSVC_SMS_SECRET": secrets.token_urlsafe(32),
+        "PUSHSVC_SMS_CALLBACK_TOKEN": secrets.token_urlsafe(24),
+        "PUSHSVC_SMS_ALIYUN_ACCESS_KEY_ID": "LTAI" + secrets.token_hex(10),
+        "PUSHSVC_SMS_ALIYUN_ACCESS_KEY_SECRET": secrets.token_urlsafe(24),
+        "PUSHSVC_SMS_ALIYUN_TEMPLATE_CODE": f"SMS_{secrets.randbelow(10**9):09d}",
+        "PUSHSVC_SMS_TENCENT_SECRET_ID": "AKID" + secrets.token_hex(16),
+        "PUSHSVC_SMS_TENCENT_SECRET_KEY": secrets.token_urlsafe(24),
+        "PUSHSVC_SMS_TENCENT_SDK_APP_ID": f"14{secrets.randbelow(10**8):08d}",
+        "PUSHSVC_SMS_TENCENT_TEMPLATE_ID": str(1_000_000 + secrets.randbelow(9_000_000)),
         "PUSHSVC_WECHAT_APPID": "wx" + secrets.token_hex(8),
         "PUSHSVC_WECHAT_SECRET": secrets.token_hex(16),
         "PUSHSVC_WECHAT_TEMPLATE_ID": "demo-" + secrets.token_urlsafe(12),
@@ -148,7 +175,7 @@ def port_of(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
 
 
-def run_demo(once: bool) -> int:
+def run_demo(once: bool, sms: str = "generic") -> int:
     console = Console()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the migration's chatter is not the demo
     from pushsvc.store.migrate import upgrade  # after the line above: alembic logs as it is imported
@@ -170,6 +197,7 @@ def run_demo(once: bool) -> int:
             "PUSHSVC_SMTP_STARTTLS": "false",
             "PUSHSVC_SMTP_TLS": "false",
             "PUSHSVC_QUIET_HOURS": NO_QUIET_HOURS,
+            "PUSHSVC_SMS_PROVIDERS": SMS_SETUPS[sms],
             **stand_in_secrets(),
         })  # fmt: skip
         settings = load_settings()
@@ -183,7 +211,7 @@ def run_demo(once: bool) -> int:
             console.print(f"[red]Redis is not reachable at {settings.redis_url}: {exc}[/] (scripts/demo starts one)")
             return 1
         upgrade(settings.database_url)
-        demo = Demo(settings, console, paths, sink, once)
+        demo = Demo(settings, console, paths, sink, once, tuple(name for name, _ in parse_routes(SMS_SETUPS[sms])))
         return asyncio.run(demo.run(api_sock, web_sock))
     finally:
         api_sock.close()
@@ -192,20 +220,23 @@ def run_demo(once: bool) -> int:
 
 
 class Demo:
-    def __init__(self, settings: Settings, console: Console, paths: DemoPaths, sink: SmtpSink, once: bool) -> None:
+    def __init__(self, settings: Settings, console: Console, paths: DemoPaths, sink: SmtpSink, once: bool,
+                 sms_setup: tuple[str, ...] = ("generic",)) -> None:
         self.settings = settings
+        self.sms_setup = sms_setup
         self.console = console
         self.paths = paths
         self.sink = sink
         self.once = once
         self.stop = asyncio.Event()
+        self.staff: list[SampleStaff] = []
 
     async def run(self, api_sock: socket.socket, web_sock: socket.socket) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
         async with AsyncExitStack() as later:  # undone in reverse order: the worker first
-            stand_ins = StandIns(self.settings)
+            stand_ins = StandIns(self.settings, self.sms_setup)
             later.push_async_callback(stand_ins.stop)  # should anything below fail
             os.environ.update(await stand_ins.start())
             self.settings = load_settings()  # now with the stand-ins' addresses, for the API and the worker
@@ -216,8 +247,12 @@ class Demo:
                 await runner.setup()
                 later.push_async_callback(runner.cleanup)
                 await web.SockSite(runner, sock).start()
-            self.console.print(f"[dim]stand-ins: SMTP sink {HOST}:{self.sink.port}, SMS gateway {stand_ins.sms_url}, "
-                               f"WeChat {stand_ins.wechat_url}[/]")
+            sms = ", ".join(f"{PROVIDER_NAMES[name]} {url}" for name, url in stand_ins.sms_urls().items())
+            self.console.print(f"[dim]stand-ins: SMTP sink {HOST}:{self.sink.port}, SMS {sms}, WeChat {stand_ins.wechat_url}[/]")
+            if stand_ins.failing is not None:
+                first, standby = (PROVIDER_NAMES[n] for n in stand_ins.sms_setup)
+                self.console.print(f"[dim]SMS through {first}, {standby} standing by: {first} is told to fail once it "
+                                   f"has taken {FAIL_AFTER_REQUESTS} request(s), to show the failover[/]")
             later.push_async_callback(stand_ins.stop)  # after the worker's, before the API's: see stop()
             worker = self.start_worker()
             later.push_async_callback(self.stop_worker, worker)
@@ -252,6 +287,7 @@ class Demo:
                                       headers={"Content-Type": "text/csv"})
         self.console.print(f"department [bold]{DEPARTMENT['name']}[/] created; "
                            f"{imported['imported']:,} subscribers imported, {len(imported['rejected'])} rejected")
+        self.staff = await make_sample_staff(self.settings.database_url, department["id"])
         self.console.print(f"  {contact_summary(subs)}")
         today = local_date(now())
         policy = await api.call("POST", "/v1/policies", key, json=demo_policy(today, CHANNELS),
@@ -264,6 +300,7 @@ class Demo:
         stand_ins.save(self.paths)
         sms = await api.call("GET", f"/v1/policies/{policy['id']}/render", key, params={"channel": "sms"})
         ok = self.print_outcome(final, key, stand_ins, mail_port, sms)
+        self.print_providers((await api.call("GET", "/v1/reports/department", key))["sms_providers"], stand_ins)
         if self.once:
             return 0 if ok else 1
         self.console.print("\nserving until Ctrl-C ...")
@@ -311,7 +348,7 @@ class Demo:
         kinds = Counter(m["kind"] for m in stand_ins.wechat.messages)
         at_stand_in = {
             "email": f"{self.sink.count():,} mails",
-            "sms": f"{stand_ins.sms_numbers():,} numbers in {len(stand_ins.sms.messages):,} requests",
+            "sms": f"{stand_ins.sms_numbers():,} numbers in {stand_ins.sms_requests():,} requests",
             "wechat": f"{kinds['webhook']:,} robot + {kinds['template']:,} template messages",
         }
         table = Table("channel", "matched", "sent", "delivered", "failed", "received by the stand-in",
@@ -330,7 +367,8 @@ class Demo:
         self.console.print(table)
         out("[bold]read what was sent[/]")
         out(f"  email    http://{HOST}:{mail_port}/  and as .eml files in {self.paths.maildir}/")
-        out(f"  sms      {stand_ins.sms_url}/_stub/messages  (saved to {self.paths.received('sms')})")
+        for name, url in stand_ins.sms_urls().items():
+            out(f"  sms      {url}/_stub/messages  (saved to {self.paths.received(stand_ins.record_name(name))})")
         out(f"  wechat   {stand_ins.wechat_url}/_stub/messages  (saved to {self.paths.received('wechat')})")
         out(f"  the SMS  {sms['text']}  [dim]({sms['chars']} characters, {sms['parts']} parts)[/]")
         out("\n[bold]the policy[/]")
@@ -344,48 +382,113 @@ class Demo:
         out(f"  the API  curl -H 'Authorization: Bearer {key}' {base}/v1/policies/{pid}")
         out(f"  department key (shown once): {key}")
         out(f"  worker log  {self.paths.worker_log}")
+        out(f"\n[bold]the console[/]  {base}/console  (sign in as one of these; passwords shown once)")
+        for person in self.staff:
+            out(f"  {person.role:<17} {person.username:<14} {person.password}")
         if self.once:
             out("[dim]the pages above are served while the demo runs: run it without --once to keep them up[/]")
         return ok
 
+    def print_providers(self, figures: list[dict[str, Any]], stand_ins: StandIns) -> None:
+        """Per SMS provider, from the department report: what it took, its receipts and failures;
+        and the requests its stand-in refused (the failover's cause)."""
+        table = Table("SMS provider", "took", "delivered", "failed", "median sent → delivered", "requests refused",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
+        for f in figures:
+            refused = stand_ins.refused_requests(f["provider"])
+            table.add_row(PROVIDER_NAMES.get(f["provider"], f["provider"]), f"{f['messages']:,}", f"{f['delivered']:,}",
+                          f"{f['failed']:,}", duration(f["delivery_time"]["median_seconds"]),
+                          "–" if refused is None else f"{refused:,}")
+        for column in table.columns[1:]:
+            column.justify = "right"
+        self.console.print("\n[bold]SMS per provider[/] (the department report's figures)")
+        self.console.print(table)
+        if stand_ins.failing is not None:
+            self.console.print(f"failover: {PROVIDER_NAMES[stand_ins.failing]} refused "
+                               f"{stand_ins.refused_requests(stand_ins.failing):,} requests once told to fail; "
+                               "their numbers went to the next provider", soft_wrap=True)
+
 
 class StandIns:
-    """The SMS gateway and WeChat stand-ins, served in the demo's event loop on free ports."""
+    """The SMS and WeChat stand-ins, served in the demo's event loop on free ports. SMS: the generic
+    gateway's, or the clouds' of `sms_setup` (SMS_SETUPS); with two, the first is told to fail
+    after FAIL_AFTER_REQUESTS requests (`failing`)."""
 
-    def __init__(self, settings: Settings) -> None:
-        receipts_url = f"{settings.public_url}/v1/receipts/sms"
-        self.sms = SmsGatewayStub(settings.sms_secret, settings.sms_template_code, receipts_url, SMS_RECEIPT_DELAY)
+    def __init__(self, settings: Settings, sms_setup: tuple[str, ...] = ("generic",)) -> None:
+        self.sms_setup = sms_setup
+        self.gateway: SmsGatewayStub | None = None
+        self.clouds: dict[str, CloudSmsStub] = {}
+        if sms_setup == ("generic",):
+            self.gateway = SmsGatewayStub(settings.sms_secret, settings.sms_template_code,
+                                          f"{settings.public_url}/v1/receipts/sms", SMS_RECEIPT_DELAY)
+        for name in (n for n in sms_setup if n in STUBS):
+            token, s = settings.sms_callback_token, settings
+            key_id, secret, template = ((s.sms_aliyun_access_key_id, s.sms_aliyun_access_key_secret,
+                                         s.sms_aliyun_template_code) if name == "aliyun" else
+                                        (s.sms_tencent_secret_id, s.sms_tencent_secret_key, s.sms_tencent_template_id))
+            self.clouds[name] = STUBS[name](key_id, secret, s.public_url + callback_path(name, token, "report"),
+                                            s.public_url + callback_path(name, token, "reply"), SMS_RECEIPT_DELAY,
+                                            template)
+        self.failing = sms_setup[0] if len(sms_setup) > 1 else None
         self.wechat = WechatStub.from_settings(settings)
-        self.sms_url = self.wechat_url = ""
+        self.wechat_url = ""
         self._stopped = False
 
     async def start(self) -> dict[str, str]:
-        """Serve both; returns the settings that point the service at them."""
-        self.sms_url = await self.sms.start(HOST, 0)
-        self.wechat_url = await self.wechat.start(HOST, 0)
-        return {
-            "PUSHSVC_SMS_URL": self.sms_url,
-            "PUSHSVC_WECHAT_API_URL": self.wechat_url,
-            # The only origin robot webhooks may use: the demo never calls out.
-            "PUSHSVC_WECHAT_WEBHOOK_ORIGINS": self.wechat_url,
-        }
+        """Serve them all; returns the settings that point the service at them."""
+        urls = {"PUSHSVC_WECHAT_API_URL": await self.wechat.start(HOST, 0)}
+        self.wechat_url = urls["PUSHSVC_WECHAT_API_URL"]
+        if self.gateway is not None:
+            urls["PUSHSVC_SMS_URL"] = await self.gateway.start(HOST, 0)
+        for name, stub in self.clouds.items():
+            urls[CLOUD_URL_SETTINGS[name]] = await stub.start(HOST, 0)
+        if self.failing is not None:
+            self.clouds[self.failing].faults = CloudFaults(fail_after=FAIL_AFTER_REQUESTS)
+        # The only origin robot webhooks may use: the demo never calls out.
+        return urls | {"PUSHSVC_WECHAT_WEBHOOK_ORIGINS": self.wechat_url}
 
     async def stop(self) -> None:
         """Once only: the demo stops them after the worker, before the API goes (so no receipt is
         posted to nobody), and again on any way out."""
         if not self._stopped:
             self._stopped = True
-            await self.sms.stop()
-            await self.wechat.stop()
+            for stub in [self.gateway, *self.clouds.values(), self.wechat]:
+                if stub is not None:
+                    await stub.stop()
+
+    def sms_urls(self) -> dict[str, str]:
+        return {"generic": self.gateway.url} if self.gateway is not None else \
+            {name: stub.url for name, stub in self.clouds.items()}
 
     def sms_numbers(self) -> int:
-        """Numbers the gateway accepted (one SMS each)."""
-        return sum(r["code"] == SMS_OK for m in self.sms.messages for r in m["results"])
+        """Numbers the SMS stand-ins accepted (one SMS each)."""
+        if self.gateway is not None:
+            return sum(r["code"] == SMS_OK for m in self.gateway.messages for r in m["results"])
+        return sum(stub.stats["numbers"] for stub in self.clouds.values())
+
+    def sms_requests(self) -> int:
+        """Requests the SMS stand-ins accepted."""
+        stubs = [self.gateway] if self.gateway is not None else list(self.clouds.values())
+        return sum(len(stub.messages) for stub in stubs)
+
+    def refused_requests(self, provider: str) -> int | None:
+        """Requests a cloud's stand-in refused with an injected fault; None for the generic gateway."""
+        stub = self.clouds.get(provider)
+        return None if stub is None else stub.stats["refused_requests"]
+
+    @staticmethod
+    def record_name(provider: str) -> str:
+        """Under which name a stand-in's record is saved (DemoPaths.received): sms, sms-aliyun, sms-tencent."""
+        return "sms" if provider == "generic" else f"sms-{provider}"
 
     def save(self, paths: DemoPaths) -> None:
         """What each received, as its /_stub/messages answers, kept after the demo ends."""
-        for channel, messages in (("sms", self.sms.messages), ("wechat", self.wechat.messages)):
-            paths.received(channel).write_text(json.dumps(messages, ensure_ascii=False, indent=1), encoding="utf-8")
+        records: dict[str, list[dict[str, Any]]] = {"wechat": self.wechat.messages}
+        if self.gateway is not None:
+            records["sms"] = self.gateway.messages
+        records |= {self.record_name(name): stub.messages for name, stub in self.clouds.items()}
+        for name, messages in records.items():
+            paths.received(name).write_text(json.dumps(messages, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 def contact_summary(subs: list[SampleSubscriber]) -> str:

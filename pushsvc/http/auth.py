@@ -23,6 +23,11 @@ CALLER = web.RequestKey("caller", "Caller | None")
 class Caller:
     department: dict[str, Any] | None  # None for the admin
     key_id: int | None = None  # the department's key this request came with
+    key_kind: str = "live"  # live | test: what a test key publishes is simulated (pushsvc.delivery.simulator)
+
+    @property
+    def test(self) -> bool:
+        return self.key_kind == "test"
 
     @property
     def is_admin(self) -> bool:
@@ -76,15 +81,15 @@ async def authenticate(request: web.Request, auth: Auth) -> Caller | None:
     found = await _department(svc, token)
     if found is None:
         raise _unauthenticated("the key is not valid")
-    department, key_id = found
+    department, key_id, key_kind = found
     if auth == "admin":
         raise Problem(403, "this endpoint is for the admin; a department key may not use it")
     await within_key_limit(svc, f"department:{department['id']}", svc.settings.api_requests_per_minute)
-    return Caller(department=department, key_id=key_id)
+    return Caller(department=department, key_id=key_id, key_kind=key_kind)
 
 
-async def _department(svc: Services, token: str) -> tuple[dict[str, Any], int] | None:
-    """(department, key id) for a key that is not revoked. Looked up on every request, never
+async def _department(svc: Services, token: str) -> tuple[dict[str, Any], int, str] | None:
+    """(department, key id, key kind) for a key that is not revoked. Looked up on every request, never
     cached: a revoked key is refused by every process from the next request on, for the price of
     one indexed read (one row by a unique digest)."""
     async with svc.db.read() as conn:
@@ -96,7 +101,7 @@ async def _department(svc: Services, token: str) -> tuple[dict[str, Any], int] |
     if due_for_touch(key["last_used_at"], at):
         async with svc.db.write() as conn:
             await touch(conn, key["id"], at)
-    return department, int(key["id"])
+    return department, int(key["id"]), str(key["kind"])
 
 
 def caller(request: web.Request) -> Caller:

@@ -24,25 +24,27 @@ SECURITY_HEADERS = {
 _environments: dict[tuple[Path, str], jinja2.Environment] = {}
 
 
-def _env(templates_dir: Path, locale: str) -> jinja2.Environment:
-    """One environment per locale: jinja's i18n extension installs a locale's catalogue in the
-    environment, so its compiled templates are kept per locale too."""
-    if (templates_dir, locale) not in _environments:
+def environment(templates_dir: Path, locale: str, folder: str = "web") -> jinja2.Environment:
+    """The templates of `templates_dir/folder` (`web`: the public pages, `console`: the console's)
+    in `locale`. One environment per folder and locale: jinja's i18n extension installs a locale's
+    catalogue in the environment, so its compiled templates are kept per locale too."""
+    key = (templates_dir / folder, locale)
+    if key not in _environments:
         env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(templates_dir / "web"),
+            loader=jinja2.FileSystemLoader(templates_dir / folder),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             extensions=["jinja2.ext.i18n"],
         )
         env.install_gettext_translations(translations(locale), newstyle=True)
-        _environments[templates_dir, locale] = env
-    return _environments[templates_dir, locale]
+        _environments[key] = env
+    return _environments[key]
 
 
 def page(request: web.Request, template: str, status: int = 200, *, lang: str = DEFAULT_LOCALE,
          **context: Any) -> web.Response:
     """`template` rendered in `lang`: its `_()` and `{% trans %}` words, and `lang` in its context."""
-    templates = _env(services(request).settings.templates_dir, lang)
+    templates = environment(services(request).settings.templates_dir, lang)
     html = templates.get_template(template).render(lang=lang, **context)
     return web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
 

@@ -1,5 +1,6 @@
 """A policy's life after publishing: revised, repealed, lapsed. Each is told to everyone who
-received the policy, on the channel they received it, and to nobody else.
+received the policy, on the channel they received it, and to its followers it did not reach, on
+their channels the policy is sent by (store/follows.py); to nobody else.
 
 A notice is a number n > 0 in the ledger's `notice` column: its rows are made in one INSERT ...
 SELECT from the policy's own rows (notice 0) that were sent or delivered, in the same transaction
@@ -15,11 +16,16 @@ import logging
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from pushsvc.core.clock import now
 from pushsvc.core.quiet_hours import local_date
 from pushsvc.jobs import enqueue_deliver, enqueue_notify
+from pushsvc.policies.search import keep_indexed
 from pushsvc.services import Services
-from pushsvc.store.deliveries import cancel_unsent, insert_notice, notice_recipients
+from pushsvc.store.deliveries import cancel_unsent, notice_recipients
+from pushsvc.store.deliveries import insert_notice as insert_recipients_notice
+from pushsvc.store.follows import add_followers
 from pushsvc.store.policies import due_lapses, repeal_policy, revise_policy, set_status
 
 log = logging.getLogger(__name__)
@@ -27,6 +33,14 @@ log = logging.getLogger(__name__)
 LONG_FIELDS = frozenset({"summary", "body"})
 # The department's own setting: kept as a revision, news to nobody.
 NOT_NEWS = frozenset({"notify_on_lapse"})
+
+
+async def insert_notice(conn: AsyncConnection, policy_id: int, kind: str, revision: int, details: dict[str, Any],
+                        at: datetime) -> int | None:
+    """The notice's rows: for everyone the policy reached, then for its followers it did not reach
+    (pushsvc.policies.following), so that each is told once. None when that is nobody."""
+    seq = await insert_recipients_notice(conn, policy_id, kind, revision, details, at)
+    return await add_followers(conn, policy_id, seq, kind, revision, details, at)
 
 
 def json_value(value: Any) -> Any:
@@ -51,6 +65,7 @@ async def revise(
     async with svc.db.write() as conn:
         if not await revise_policy(conn, policy, values, changes):
             return False
+        await keep_indexed(svc, conn, policy["id"], at)
         told = told_changes(changes)
         seq = None
         if told:
@@ -65,6 +80,7 @@ async def repeal(svc: Services, policy: dict[str, Any], reason: str, repealed_on
     async with svc.db.write() as conn:
         if not await repeal_policy(conn, policy["id"], reason, repealed_on):
             return False
+        await keep_indexed(svc, conn, policy["id"], at)
         await cancel_unsent(conn, policy["id"], "policy repealed before it was sent", at)
         seq = await insert_notice(conn, policy["id"], "repealed", policy["revision"],
                                   {"reason": reason, "repealed_on": repealed_on.isoformat()}, at)
@@ -85,6 +101,7 @@ async def run_lapse(svc: Services, at: datetime | None = None) -> int:
         async with svc.db.write() as conn:
             if not await set_status(conn, policy["id"], "lapsed", expect="published"):
                 continue
+            await keep_indexed(svc, conn, policy["id"], at)
             await cancel_unsent(conn, policy["id"], "policy lapsed before it was sent", at)
             seq = None
             if policy["notify_on_lapse"]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from pushsvc.core.links import page_url, policy_path, short_url
+from pushsvc.core.links import SHORT_VIAS, ShortLinks, page_url, policy_path, short_url, via_path
 from pushsvc.core.messages import NoticeMessage, PolicyMessage
 from pushsvc.services import Services
 from pushsvc.store.departments import department_by_id
@@ -37,7 +37,12 @@ def notice_message(message: PolicyMessage, notice: dict[str, Any]) -> NoticeMess
     )
 
 
-def policy_message(svc: Services, policy: dict[str, Any], department: str, code: str) -> PolicyMessage:
+def policy_message(svc: Services, policy: dict[str, Any], department: str, code: str,
+                   codes: dict[str, str | None]) -> PolicyMessage:
+    """`code`: the policy's short link; `codes`: its code per short-link reader (sms, wechat, qr),
+    None for a policy published before they were issued (its readers get `code`, counted as `link`)."""
+    public = svc.settings.public_url
+    links = ShortLinks(**{via: short_url(public, c) for via, c in codes.items() if c})
     return PolicyMessage(
         policy_id=policy["id"],
         kind="policy",
@@ -47,13 +52,15 @@ def policy_message(svc: Services, policy: dict[str, Any], department: str, code:
         department=department,
         domain=policy["domain"],
         doc_number=policy["doc_number"],
-        page_url=page_url(svc.settings.public_url, policy["id"]),
-        short_url=short_url(svc.settings.public_url, code),
+        page_url=page_url(public, policy["id"]),
+        short_url=short_url(public, code),
         source_url=policy["url"],
         interpretation_url=policy["interpretation_url"],
         produced_on=policy["produced_on"],
         effective_on=policy["effective_on"],
         expires_on=policy["expires_on"],
+        test=policy["test"],
+        short_links=links,
     )
 
 
@@ -67,9 +74,10 @@ async def load_message(svc: Services, policy_id: int, notice: int = 0, *, to_sen
             return None
         department = await department_by_id(conn, policy["department_id"])
         code = await code_for(conn, policy_path(policy_id))
+        codes = {via: await code_for(conn, via_path(policy_id, via)) for via in SHORT_VIAS}
         told = await get_notice(conn, policy_id, notice) if notice else None
     assert code is not None, "a short link is issued with every policy"
-    message = policy_message(svc, policy, department["name"] if department else "", code)
+    message = policy_message(svc, policy, department["name"] if department else "", code, codes)
     if not notice:
         return None if to_send and policy["status"] in ("repealed", "lapsed") else message
     return notice_message(message, told) if told else None

@@ -13,8 +13,10 @@ import sqlalchemy as sa
 
 from pushsvc.core.clock import now
 from pushsvc.core.errors import Conflict
-from pushsvc.core.links import policy_path
+from pushsvc.core.links import policy_targets
+from pushsvc.core.timeliness import went_public
 from pushsvc.jobs import enqueue_fanout
+from pushsvc.policies.search import keep_indexed
 from pushsvc.policies.validation import Publisher, checked_policy
 from pushsvc.policies.view import policy_out
 from pushsvc.services import Services
@@ -35,9 +37,11 @@ class Published:
     replayed: bool = False
 
 
-async def publish(svc: Services, publisher: Publisher, raw: Any, idempotency_key: str | None) -> Published:
+async def publish(svc: Services, publisher: Publisher, raw: Any, idempotency_key: str | None,
+                  test: bool = False) -> Published:
     """Store and start sending `raw` (a request body). A repeat with the same key returns the first
-    answer and starts nothing; the same key with another body is a Conflict."""
+    answer and starts nothing; the same key with another body is a Conflict. `test`: published
+    with a test key, so the simulator answers for every recipient (pushsvc.delivery.simulator)."""
     assert publisher.department_id is not None, "a policy belongs to a department"
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     if idempotency_key is not None:
@@ -49,8 +53,10 @@ async def publish(svc: Services, publisher: Publisher, raw: Any, idempotency_key
     status = checked.initial_status(at)
     try:
         async with svc.db.write() as conn:
-            policy_id = await insert_policy(conn, publisher.department_id, checked.row(), status)
-            await short_code(conn, policy_path(policy_id))
+            policy_id = await insert_policy(conn, publisher.department_id, {**checked.row(), "test": test}, status)
+            for target in policy_targets(policy_id):  # its page's, and one per channel reading it
+                await short_code(conn, target)
+            await keep_indexed(svc, conn, policy_id, went_public(checked.data.publish_at, at))
             policy = await get_policy(conn, policy_id)
             assert policy is not None
             body = json.loads((await policy_out(svc, conn, policy)).model_dump_json())
@@ -63,7 +69,8 @@ async def publish(svc: Services, publisher: Publisher, raw: Any, idempotency_key
             raise
         return replay
     try:
-        await enqueue_fanout(svc.redis, policy_id, at=checked.data.publish_at if status == "scheduled" else None)
+        await enqueue_fanout(svc.redis, policy_id, at=checked.data.publish_at if status == "scheduled" else None,
+                             urgent=checked.data.priority == "urgent")
     except Exception:
         # The database holds the policy; the sweeper enqueues it once Redis is back.
         log.warning("policy %s stored but its fan-out could not be enqueued now", policy_id, exc_info=True)

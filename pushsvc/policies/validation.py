@@ -13,6 +13,7 @@ from pushsvc.core.messages import NoticeMessage
 from pushsvc.core.models import Locale, PolicyIn
 from pushsvc.core.policies import CheckedPolicy, DomainNotAllowed, check_policy, drafted, provisional_message
 from pushsvc.core.rendering import RenderError
+from pushsvc.policies.fallback import fallback_errors, sending_channels
 from pushsvc.policies.rules import check_sms_parts
 from pushsvc.services import Services
 from pushsvc.store.short_links import LENGTH as SHORT_CODE_LENGTH
@@ -27,11 +28,12 @@ class Publisher:
     department_id: int | None
     name: str
     domains: tuple[str, ...] | None  # None: every domain
+    may_send_urgent: bool = False  # the admin's grant (departments.may_send_urgent)
 
 
 def checked_policy(svc: Services, publisher: Publisher, raw: Any) -> CheckedPolicy:
     """`raw` (a request body) as a policy the publisher may send; raises ValidationFailed (422,
-    naming the field) or Forbidden (a domain not the department's)."""
+    naming the field) or Forbidden (a domain not the department's, urgent without the right)."""
     try:
         checked, errors = check_policy(raw, svc.catalogue, CHANNELS, None if publisher.domains is None else list(publisher.domains))
     except DomainNotAllowed as exc:
@@ -39,8 +41,15 @@ def checked_policy(svc: Services, publisher: Publisher, raw: Any) -> CheckedPoli
                         [FieldError("domain", "not one of the department's domains")]) from None
     if checked is None:
         raise ValidationFailed(errors)
-    check_sms_parts(svc.channels, svc.settings, checked.data, publisher.name)
-    _check_templates(svc, checked, publisher.name)
+    if errors := fallback_errors(checked.data, CHANNELS):
+        raise ValidationFailed(errors)
+    if checked.data.priority == "urgent" and not publisher.may_send_urgent:
+        raise Forbidden("this department may not publish urgent policies: the admin grants that right",
+                        [FieldError("priority", "urgent is not granted to this department")])
+    # A fallback channel carries the policy too: it must render and fit like the policy's own.
+    sent_on = checked.data.model_copy(update={"channels": sending_channels(checked.data)})
+    check_sms_parts(svc.channels, svc.settings, sent_on, publisher.name)
+    _check_templates(svc, sent_on, publisher.name)
     return checked
 
 
@@ -49,10 +58,10 @@ def _placeholder_link(svc: Services) -> str:
     return f"{svc.settings.public_url}/s/{'x' * SHORT_CODE_LENGTH}"
 
 
-def _check_templates(svc: Services, checked: CheckedPolicy, department: str) -> None:
+def _check_templates(svc: Services, data: PolicyIn, department: str) -> None:
     """Every chosen channel renders the policy in every locale now, or the publish is a 422."""
-    message = provisional_message(checked.data, department, svc.settings.public_url, _placeholder_link(svc))
-    for i, name in enumerate(checked.data.channels):
+    message = provisional_message(data, department, svc.settings.public_url, _placeholder_link(svc))
+    for i, name in enumerate(data.channels):
         for locale in get_args(Locale):
             try:
                 svc.channels[name].preview(message, locale)
@@ -66,7 +75,7 @@ def check_notice(svc: Services, data: PolicyIn, department: str, field: str, kin
     limit = svc.settings.sms_max_parts
     base = provisional_message(data, department, svc.settings.public_url, _placeholder_link(svc))
     message = drafted(NoticeMessage(**vars(base) | {"kind": f"policy_{kind}"}, notice=1, **told))
-    for i, name in enumerate(data.channels):
+    for i, name in enumerate(sending_channels(data)):  # those told by a fallback channel hear on it again
         for locale in get_args(Locale):
             try:
                 shown = svc.channels[name].preview(message, locale)

@@ -11,21 +11,35 @@ from pushsvc.channels import CHANNELS
 from pushsvc.core.clock import now
 from pushsvc.core.errors import NotFound
 from pushsvc.core.figures import (
+    AnswerTimes,
     ChannelFigures,
     DaySent,
     DepartmentRef,
     DepartmentReport,
     PolicyFigures,
+    Ratings,
     TimelinessOut,
     Timing,
     combined,
     ratio,
+    reading,
     totals,
 )
+from pushsvc.core.quiet_hours import local_date
 from pushsvc.core.timeliness import policy_timeliness
 from pushsvc.store.db import Database
 from pushsvc.store.departments import department_by_id
-from pushsvc.store.reports import Ledger, Period, ledger, period_policies
+from pushsvc.store.feedback import question_times, rating_counts
+from pushsvc.store.reports import Ledger, Period, ledger, local_midnight, period_policies, sms_provider_figures
+from pushsvc.store.suppressions import suppressed_by_reason
+from pushsvc.store.visits import visitors_by_channel
+
+
+async def _answer_times(conn: AsyncConnection, period: Period) -> AnswerTimes:
+    """The department's questions asked in the period (local dates), with their answer times."""
+    asked = await question_times(conn, period.department_id, local_midnight(period.first),
+                                 local_midnight(period.last + timedelta(days=1)))
+    return AnswerTimes.of([(local_date(a), local_date(b) if b else None) for a, b in asked])
 
 
 async def department_report(db: Database, department_id: int, first: date, last: date) -> DepartmentReport:
@@ -41,6 +55,12 @@ async def build_report(conn: AsyncConnection, department: DepartmentRef, first: 
     rows = await period_policies(conn, period)
     raw = await ledger(conn, period, {r["id"]: r["published_at"] for r in rows})
     figures = [_policy_figures(row, raw) for row in rows]
+    votes = await rating_counts(conn, [f.id for f in figures])
+    for f in figures:
+        f.ratings = Ratings.of(votes.get(f.id, (0, 0)))
+    opened = await visitors_by_channel(conn, [f.id for f in figures])
+    for f in figures:
+        f.reading = reading(opened.get(f.id, {}), {ch: c.sent for ch, c in f.by_channel.items()})
     every_time = [s for row in rows for s in raw.seconds.get(row["id"], [])]
     return DepartmentReport(
         department=department,
@@ -50,6 +70,10 @@ async def build_report(conn: AsyncConnection, department: DepartmentRef, first: 
         policies=figures,
         total=totals(figures, every_time, list(CHANNELS)),
         sent_per_day=_days(raw),
+        suppressed_by_reason=await suppressed_by_reason(conn, period),
+        ratings=Ratings(useful=sum(f.ratings.useful for f in figures), not_useful=sum(f.ratings.not_useful for f in figures)),
+        questions=await _answer_times(conn, period),
+        sms_providers=await sms_provider_figures(conn, period),
     )
 
 

@@ -49,16 +49,19 @@ async def record(
     action: str,
     subscriber_ids: Iterable[int] | int | None,
     request_id: str | None = None,
+    for_department: int | None = None,
     **detail: Any,
 ) -> None:
     """One entry per subscriber concerned (one with none for an act on no person). `request_id`
-    defaults to the request the code runs for (pushsvc.logs); `detail` is stored as JSON."""
+    defaults to the request the code runs for (pushsvc.logs); `detail` is stored as JSON.
+    `for_department`: whose entries these are when the actor belongs to no department (a city
+    overseer reading a department's records), so that the department sees who read them."""
     if isinstance(subscriber_ids, int):
         ids: list[int | None] = [subscriber_ids]
     else:
         ids = list(dict.fromkeys(subscriber_ids or ())) or [None]
     at = now()
-    base = {"at": at, "actor": actor, "department_id": actor_department(actor),
+    base = {"at": at, "actor": actor, "department_id": actor_department(actor) or for_department,
             "action": action, "request_id": request_id or REQUEST_ID.get(), "detail": detail or None}
     rows = [{**base, "subscriber_id": sid} for sid in ids]
     if isinstance(target, AsyncConnection):
@@ -77,9 +80,13 @@ async def entries(
     until: datetime | None,
     after_id: int,
     limit: int,
+    actor: str | None = None,
 ) -> list[dict[str, Any]]:
-    """In the order written; `department_id` None for every department's and the admin's."""
+    """In the order written; `department_id` None for every department's and the admin's. `actor`:
+    that actor's entries and those of the actors under it (`department:3` takes its keys and staff)."""
     query = sa.select(audit_log).where(audit_log.c.id > after_id).order_by(audit_log.c.id).limit(limit)
+    if actor is not None:
+        query = query.where(sa.or_(audit_log.c.actor == actor, audit_log.c.actor.startswith(actor + ":", autoescape=True)))
     if department_id is not None:
         query = query.where(audit_log.c.department_id == department_id)
     if subscriber_id is not None:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.core.case_states import OPEN
 from pushsvc.core.clock import now
+from pushsvc.store.callbacks import ledger_events
 from pushsvc.store.error_codes import keep_error_codes
 from pushsvc.store.schema import case_events, case_notifications, cases, departments
 
@@ -169,6 +170,7 @@ async def write_notification_outcomes(conn: AsyncConnection, updates: Sequence[d
             ),
             list(updates),
         )
+        await ledger_events(conn, case_notifications.name, updates)  # told to callbacks, same transaction
 
 
 async def next_pending(conn: AsyncConnection, case_ids: Sequence[int], at: datetime) -> tuple[list[int], dict[int, datetime]]:

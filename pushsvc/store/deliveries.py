@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.core.messages import Recipient
 from pushsvc.store.bulk import insert_rows, update_rows
+from pushsvc.store.callbacks import ledger_events
 from pushsvc.store.schema import UTCDateTime, deliveries, policy_notices, subscriber_channels, subscribers
 
 D = deliveries.c
@@ -20,7 +21,8 @@ S = subscribers.c
 RECEIVED = ("sent", "delivered")
 # write_outcomes' columns and the keys core.retry.ledger_update gives them.
 OUTCOME_VALUES = {"status": "new_status", "attempts": "new_attempts", "error": "new_error", "provider_ref": "new_ref",
-                  "next_attempt_at": "new_next", "sent_at": "new_sent", "updated_at": "new_updated"}
+                  "next_attempt_at": "new_next", "sent_at": "new_sent", "updated_at": "new_updated",
+                  "provider": "new_provider"}
 _IN_CHUNK = 1000  # ids per IN list: far below either backend's limit on bound parameters
 
 
@@ -88,8 +90,10 @@ async def load_recipients(
 async def write_outcomes(conn: AsyncConnection, updates: Sequence[dict[str, Any]]) -> None:
     """One statement per call: each dict as made by core.retry.ledger_update. Only rows still
     `sending` change: an outcome coming late (its claim's lease ran out and another run took the
-    row) never puts back a row already settled, above all one written `sent`."""
+    row) never puts back a row already settled, above all one written `sent`. The changes are told
+    to callbacks in the same transaction."""
     await update_rows(conn, deliveries, updates, key=("id", "did"), values=OUTCOME_VALUES, only=D.status == "sending")
+    await ledger_events(conn, deliveries.name, updates)
 
 
 async def next_due(

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.core.clock import now
+from pushsvc.store.reports import went_public
 from pushsvc.store.schema import (
     deliveries,
     departments,
@@ -17,6 +18,7 @@ from pushsvc.store.schema import (
     policy_notices,
     policy_revisions,
     short_links,
+    subscribers,
 )
 
 P = policies.c
@@ -24,7 +26,8 @@ D = deliveries.c
 N = policy_notices.c
 # unknown: the provider may have taken it and could not say (a reply that never came); a receipt or
 # a later query settles it, nothing sends it again.
-STATUSES = ("queued", "sending", "sent", "delivered", "failed", "held", "digest", "unknown")
+# suppressed: never sent, the contact being on the suppression list (the error holds the reason).
+STATUSES = ("queued", "sending", "sent", "delivered", "failed", "held", "digest", "unknown", "suppressed")
 # The API's counts keep the contract's keys: its `held` is "waiting for a digest or for the end of
 # quiet hours", so rows waiting for a digest are counted there.
 _COUNTED_AS = {"digest": "held"}
@@ -159,7 +162,8 @@ async def list_deliveries(
     limit: int,
     notice: int | None = None,
 ) -> list[dict[str, Any]]:
-    query = sa.select(D.id, D.notice, D.subscriber_id, D.channel, D.status, D.attempts, D.error, D.updated_at).where(
+    query = sa.select(D.id, D.notice, D.subscriber_id, D.channel, D.status, D.attempts, D.error, D.updated_at,
+                      D.fallback_of).where(
         D.policy_id == policy_id, D.id > after_id
     )
     if notice is not None:
@@ -170,6 +174,56 @@ async def list_deliveries(
         query = query.where(D.channel == channel)
     rows = await conn.execute(query.order_by(D.id).limit(limit))
     return [dict(r) for r in rows.mappings()]
+
+
+async def find_policies(
+    conn: AsyncConnection,
+    *,
+    department_id: int | None,
+    status: str | None,
+    domain: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    words: str | None,
+    before_id: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Policies newest first (by id, below `before_id` when it is not 0), with their department's
+    name; `department_id` None is every department's. `since`/`until` bound when each went public
+    (as the report counts it); `words` is found in the title or the document number."""
+    public = went_public()
+    query = (
+        sa.select(P.id, P.department_id, departments.c.name.label("department"), P.title, P.doc_number, P.domain,
+                  P.status, P.revision, P.matched, P.test, P.publish_at, P.published_at, P.created_at,
+                  public.label("public_at"))
+        .join(departments, departments.c.id == P.department_id)
+    )
+    if department_id is not None:
+        query = query.where(P.department_id == department_id)
+    if before_id:
+        query = query.where(P.id < before_id)
+    if status:
+        query = query.where(P.status == status)
+    if domain:
+        query = query.where(P.domain == domain)
+    if since is not None:
+        query = query.where(public >= since)
+    if until is not None:
+        query = query.where(public < until)
+    if words:
+        query = query.where(sa.or_(P.title.icontains(words, autoescape=True),
+                                   P.doc_number.icontains(words, autoescape=True)))
+    rows = await conn.execute(query.order_by(P.id.desc()).limit(limit))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def recipient_contacts(conn: AsyncConnection, subscriber_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The name and contacts of a policy's recipients as they are now (an erased record holds none)."""
+    S = subscribers.c
+    rows = await conn.execute(
+        sa.select(S.id, S.name, S.email, S.phone, S.wechat_openid, S.wechat_webhook).where(S.id.in_(subscriber_ids))
+    )
+    return {r.id: dict(r._mapping) for r in rows}
 
 
 async def due_scheduled(conn: AsyncConnection, before: datetime) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.types import TypeDecorator
 
 metadata = sa.MetaData(
@@ -62,6 +62,8 @@ departments = sa.Table(
     # Whether a policy sent with an API key is published at once rather than submitted for review.
     # Review needs an approver: a department without one publishes with its keys as before.
     sa.Column("keys_publish_without_review", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Granted by the admin (migration 0015): the department may publish policies with priority "urgent".
+    sa.Column("may_send_urgent", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 
 subscribers = sa.Table(
@@ -88,6 +90,11 @@ subscribers = sa.Table(
     sa.Column("supplied_by", sa.String(12), nullable=False, server_default="person"),
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # The supplying department's own reference for the record (its registry's id): unique within
+    # the department, carried in callbacks as `reference`, cleared on erasure. A unique index, not
+    # a constraint: SQLite adds a constraint only by copying the table (migration 0010).
+    sa.Column("external_id", sa.String(100)),
+    sa.Index(None, "department_id", "external_id", unique=True),
     # No index on status: matching reads subscribers in id order anyway, and one on (status, id)
     # made SQLite look every row up twice.
 )
@@ -184,9 +191,44 @@ policies = sa.Table(
     sa.Column("published_at", UTCDateTime()),
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Published with a test key (migration 0014): every outcome comes from the simulator, nothing
+    # leaves pushsvc, and no report or figure counts it.
+    sa.Column("test", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # normal | urgent (migration 0015): urgent goes out at once on its own queue, past digests and quiet hours.
+    sa.Column("priority", sa.String(8), nullable=False, server_default="normal"),
+    # {channel: next channel} tried when a message on the first fails for good; null: none.
+    sa.Column("fallback", Json),
     sa.Index(None, "department_id", "id"),
     sa.Index(None, "status", "publish_at"),
 )
+
+# The public index of policies (/policies and its feeds; migration 0016): one row per proactively
+# disclosed policy not sent with a test key, rewritten in the transaction of every change to it.
+# `terms` are pushsvc.core.search_terms' (words and filters alike); `sort_key` orders the index
+# newest first; `changed_at` is the last change the public saw (a feed entry's `updated`). The
+# full-text index over `terms` is each database's own, made by the migration: on SQLite an FTS5
+# table `policy_search_fts` (external content, kept by triggers), on PostgreSQL `terms` is a
+# tsvector with the GIN index `ix_policy_search_terms`.
+policy_search = sa.Table(
+    "policy_search",
+    metadata,
+    sa.Column("sort_key", Id, primary_key=True, autoincrement=False),  # SQLite: the rowid, FTS5's too
+    sa.Column("policy_id", Id, sa.ForeignKey("policies.id"), nullable=False, unique=True),
+    sa.Column("terms", sa.Text().with_variant(TSVECTOR(), "postgresql"), nullable=False),
+    sa.Column("changed_at", UTCDateTime(), nullable=False),
+)
+SEARCH_FTS_TABLE = "policy_search_fts"
+SEARCH_GIN_INDEX = "ix_policy_search_terms"
+
+
+def declared(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's `include_object` for comparing a database with this module (autogenerate,
+    tests/test_migrations.py): the full-text index objects above are made by migration 0016 and
+    cannot be declared here, so the comparison leaves them alone."""
+    if type_ == "table" and name is not None:
+        return not (name == SEARCH_FTS_TABLE or name.startswith(SEARCH_FTS_TABLE + "_"))
+    return not (type_ == "index" and name == SEARCH_GIN_INDEX)
+
 
 # The delivery ledger: one row per policy x notice x subscriber x channel. Notice 0 is the policy
 # itself; notice n its n-th lifecycle notice (policy_notices), sent to those who received notice 0.
@@ -200,6 +242,7 @@ deliveries = sa.Table(
     sa.Column("channel", sa.String(16), nullable=False),
     # queued | sending | sent | delivered | failed | held (quiet hours, a provider's pace: until
     # next_attempt_at) | digest (waiting for the subscriber's digest; a retry not before next_attempt_at)
+    # | suppressed (the contact is on the suppression list: never sent; error holds the reason)
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("attempts", sa.SmallInteger(), nullable=False, server_default="0"),
     sa.Column("error", sa.Text()),
@@ -209,6 +252,10 @@ deliveries = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("sent_at", UTCDateTime()),
     sa.Column("delivered_at", UTCDateTime()),
+    # Which of the channel's providers took the message (SMS: aliyun | tencent | generic; migration 0011).
+    sa.Column("provider", sa.String(16)),
+    # The row (same policy, notice and subscriber) whose failure for good this one falls back from.
+    sa.Column("fallback_of", Id),
     sa.UniqueConstraint("policy_id", "notice", "subscriber_id", "channel"),
     sa.Index(None, "policy_id", "channel", "status"),
     sa.Index(None, "status", "updated_at"),
@@ -474,4 +521,151 @@ draft_events = sa.Table(
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("comment", sa.Text()),
     sa.Index(None, "draft_id", "id"),
+)
+
+# A parametric QR code of the Official Account (a poster in a service hall): the department whose
+# poster it is, the domains and audience groups whoever follows through it subscribes to, and the
+# platform's ticket and URL. expires_at NULL: a permanent code.
+wechat_scenes = sa.Table(
+    "wechat_scenes",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id"), nullable=False),
+    sa.Column("domains", Json, nullable=False),
+    sa.Column("audiences", Json, nullable=False),
+    sa.Column("ticket", sa.String(200)),
+    sa.Column("url", sa.String(300)),
+    sa.Column("expires_at", UTCDateTime()),
+    _created(),
+)
+# The Official Account's events name a follower by openid: unsubscribe and scans look them up.
+sa.Index("ix_subscribers_wechat_openid", subscribers.c.wechat_openid)
+
+# Contacts nothing is sent to any more: kind email | phone | wechat (an openid), the contact as a
+# keyed digest (core.verification.ContactKeys, over the kind and the contact as subscribers hold
+# it), so that erasing a person leaves their address in no table while it stays suppressed;
+# reason hard_bounce | invalid_number | wechat_refused | reply_r | complaint, detail (a DSN status,
+# a provider's code). Proving the contact again lifts it (lifted_at); one open row per contact.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("contact_digest", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("detail", sa.String(100)),
+    _created(),
+    sa.Column("lifted_at", UTCDateTime()),
+    sa.Index("ix_suppressions_open", "contact_digest", unique=True,
+             sqlite_where=sa.text("lifted_at IS NULL"), postgresql_where=sa.text("lifted_at IS NULL")),
+)
+
+# Where a department's system is told of its messages' status changes (migration 0014). The bearer
+# token is kept encrypted (AES-GCM under a key derived from PUSHSVC_SECRET_KEY) and never shown.
+# One poster at a time per department (`lease_until`), so that its events go out in order;
+# `next_attempt_at`: when the head of its backlog is tried again after a failure.
+callbacks = sa.Table(
+    "callbacks",
+    metadata,
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id"), primary_key=True),
+    sa.Column("url", sa.String(1000), nullable=False),
+    sa.Column("bearer_token", sa.String(400), nullable=False),
+    sa.Column("last_error", sa.String(200)),
+    sa.Column("last_error_at", UTCDateTime()),
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("lease_until", UTCDateTime()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# The callbacks' outbox: one row per status change, written in the transaction that changes the
+# ledger row, so that a change is never told without having happened nor happens without being
+# told. Posted in id order per department; `sent_at` is set only after the receiver's 2xx, and
+# `given_up_at` once the event waited 24 hours. (An outbox rather than a cursor over the ledgers:
+# a row moves sent -> delivered within a second, and a cursor would see only where it ended.)
+callback_events = sa.Table(
+    "callback_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("department_id", Id, nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    _created(),
+    sa.Column("attempts", sa.SmallInteger(), nullable=False, server_default="0"),
+    sa.Column("sent_at", UTCDateTime()),
+    sa.Column("given_up_at", UTCDateTime()),
+    # The backlog of a department, oldest first: what the poster reads and GET /v1/callback counts.
+    sa.Index("ix_callback_events_backlog", "department_id", "id",
+             sqlite_where=sa.text("sent_at IS NULL AND given_up_at IS NULL"),
+             postgresql_where=sa.text("sent_at IS NULL AND given_up_at IS NULL")),
+    sa.Index(None, "created_at"),
+)
+
+# A subscriber following a policy (migration 0017): told of its revisions, repeal and lapse like
+# the people it reached, on the channels they receive by, whether or not the policy reached them.
+policy_follows = sa.Table(
+    "policy_follows",
+    metadata,
+    sa.Column("policy_id", Id, sa.ForeignKey("policies.id"), primary_key=True),
+    sa.Column("subscriber_id", Id, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    _created(),
+    sa.Index(None, "subscriber_id"),
+)
+
+# Visitors of a policy's page per channel and day (migration 0017): a count, nobody in it. Who was
+# already counted that day lives in Redis as a keyed hash that expires with the day.
+policy_visits = sa.Table(
+    "policy_visits",
+    metadata,
+    sa.Column("policy_id", Id, sa.ForeignKey("policies.id"), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),  # email | sms | wechat | qr | web
+    sa.Column("day", sa.Date(), primary_key=True),  # Asia/Shanghai
+    sa.Column("visitors", sa.Integer(), nullable=False),
+)
+
+# What the public tells a department about a policy (migration 0018). A rating holds nobody: only
+# the policy, the verdict and when.
+policy_ratings = sa.Table(
+    "policy_ratings",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("policy_id", Id, sa.ForeignKey("policies.id"), nullable=False),
+    sa.Column("useful", sa.Boolean(), nullable=False),
+    _created(),
+    sa.Index(None, "policy_id", "useful"),
+)
+
+# A question about a policy and the department's answer (migration 0018). `contact` (an e-mail
+# address or a normalised mobile number; `contact_kind` email | sms) is kept only to send the
+# answer: it is cleared (`contact_erased_at`) a retention period after the answer went out, or
+# after a longer one unanswered; the asker's own link deletes the whole row. `public`: the answer
+# shows on the policy page, with the question and never the contact.
+policy_questions = sa.Table(
+    "policy_questions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("policy_id", Id, sa.ForeignKey("policies.id"), nullable=False),
+    sa.Column("department_id", Id, sa.ForeignKey("departments.id"), nullable=False),
+    sa.Column("question", sa.Text(), nullable=False),
+    sa.Column("contact_kind", sa.String(8)),
+    sa.Column("contact", sa.String(254)),
+    sa.Column("locale", sa.String(8), nullable=False),
+    _created(),
+    sa.Column("answer", sa.Text()),
+    sa.Column("public", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("answered_at", UTCDateTime()),
+    sa.Column("answered_by", sa.String(80)),
+    sa.Column("answer_sent_at", UTCDateTime()),
+    sa.Column("answer_error", sa.String(200)),
+    sa.Column("contact_erased_at", UTCDateTime()),
+    sa.Index(None, "department_id", "id"),
+    sa.Index(None, "policy_id", "public"),
+)
+
+# Which subscribers' audience data changed (migration 0019): one row per subscriber per writing
+# transaction, in the same transaction, so an API process's in-memory reach index re-reads just
+# those after they commit. No foreign key: an entry may outlive a purged request. Pruned by age.
+subscriber_changes = sa.Table(
+    "subscriber_changes",
+    metadata,
+    sa.Column("seq", Id, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", Id, nullable=False),
 )

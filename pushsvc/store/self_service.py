@@ -20,10 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pushsvc.core.subscribers import NewSubscriber
 from pushsvc.store.error_codes import keep_error_codes
+from pushsvc.store.reach_index import note_changed
 from pushsvc.store.schema import (
     consents,
     deliveries,
     policies,
+    policy_follows,
     subscriber_attributes,
     subscriber_audiences,
     subscriber_channels,
@@ -36,7 +38,8 @@ S = subscribers.c
 C = subscriber_channels.c
 CONTACT_COLUMNS = {"email": S.email, "phone": S.phone}
 # The tables holding a subscriber's choices; attributes before the groups they belong to.
-_CHILDREN = (subscriber_attributes, subscriber_audiences, subscriber_domains, subscriber_channels)
+# What a subscriber's erasure or purge deletes with their record (the policies they follow too).
+_CHILDREN = (subscriber_attributes, subscriber_audiences, subscriber_domains, subscriber_channels, policy_follows)
 
 
 async def subscriber_by_contact(conn: AsyncConnection, kind: str, value: str) -> tuple[int, str] | None:
@@ -114,6 +117,7 @@ async def withdraw(conn: AsyncConnection, sid: int, channels: set[str], source: 
         await conn.execute(sa.delete(subscriber_channels).where(C.subscriber_id == sid, C.channel.in_(sorted(channels))))
         await conn.execute(sa.insert(consents).values(subscriber_id=sid, action="withdrawn",
                                                       scope={"channels": sorted(channels)}, source=source, created_at=now()))
+        await note_changed(conn, [sid])
 
 
 async def turn_on(conn: AsyncConnection, sid: int, channels: Iterable[str], *, proof: str, source: str) -> list[str]:
@@ -127,6 +131,7 @@ async def turn_on(conn: AsyncConnection, sid: int, channels: Iterable[str], *, p
         sa.insert(consents).values(subscriber_id=sid, action="confirmed", scope={"channels": fresh, "contact": proof},
                                    source=source, created_at=now())
     )
+    await note_changed(conn, [sid])
     back = ["pending", "unsubscribed"] if fresh else ["pending"]
     await conn.execute(
         sa.update(subscribers).where(S.id == sid, S.status.in_(back)).values(status="active", updated_at=now())
@@ -138,12 +143,14 @@ async def switch_off(conn: AsyncConnection, sid: int, channels: Iterable[str]) -
     """Channels still wanted whose contact changed: off until the new contact is proven. Not a
     withdrawal: the consent that follows records the wish."""
     await conn.execute(sa.delete(subscriber_channels).where(C.subscriber_id == sid, C.channel.in_(sorted(set(channels)))))
+    await note_changed(conn, [sid])
 
 
 async def set_paused(conn: AsyncConnection, sid: int, paused: bool) -> None:
     """Pausing keeps every choice and sends nothing until resumed; it withdraws no consent."""
     old, new = ("active", "paused") if paused else ("paused", "active")
     await conn.execute(sa.update(subscribers).where(S.id == sid, S.status == old).values(status=new, updated_at=now()))
+    await note_changed(conn, [sid])
 
 
 async def leave_all(conn: AsyncConnection, sid: int, source: str) -> None:
@@ -153,6 +160,7 @@ async def leave_all(conn: AsyncConnection, sid: int, source: str) -> None:
     await conn.execute(
         sa.update(subscribers).where(S.id == sid, S.status != "erased").values(status="unsubscribed", updated_at=now())
     )
+    await note_changed(conn, [sid])
 
 
 async def erase(conn: AsyncConnection, sid: int, source: str) -> None:
@@ -162,11 +170,12 @@ async def erase(conn: AsyncConnection, sid: int, source: str) -> None:
     gone = await channels_on(conn, sid) | await wanted_channels(conn, sid)
     for table in _CHILDREN:
         await conn.execute(sa.delete(table).where(table.c.subscriber_id == sid))
+    await note_changed(conn, [sid])
     await keep_error_codes(conn, deliveries, deliveries.c.subscriber_id == sid)
     await conn.execute(
         sa.update(subscribers).where(S.id == sid).values(
             name=None, email=None, phone=None, uscc=None, wechat_openid=None, wechat_webhook=None,
-            quiet_start=None, quiet_end=None, status="erased", updated_at=now(),
+            quiet_start=None, quiet_end=None, external_id=None, status="erased", updated_at=now(),
         )
     )
     await conn.execute(
@@ -194,6 +203,11 @@ async def export(conn: AsyncConnection, sid: int) -> dict[str, Any] | None:
         .select_from(deliveries.join(policies, policies.c.id == D.policy_id))
         .where(D.subscriber_id == sid).order_by(D.id)
     )
+    followed = await conn.execute(
+        sa.select(policy_follows.c.policy_id, policies.c.title, policy_follows.c.created_at)
+        .select_from(policy_follows.join(policies, policies.c.id == policy_follows.c.policy_id))
+        .where(policy_follows.c.subscriber_id == sid).order_by(policy_follows.c.created_at)
+    )
     fields = ("id", "status", "name", "email", "phone", "uscc", "wechat_openid", "wechat_webhook", "frequency",
               "locale", "quiet_start", "quiet_end", "audiences", "domains", "channels")
     return {
@@ -204,6 +218,8 @@ async def export(conn: AsyncConnection, sid: int) -> dict[str, Any] | None:
         "deliveries": [{"policy_id": r.policy_id, "policy_title": r.title, "channel": r.channel, "status": r.status,
                         "created_at": _time(r.created_at), "sent_at": _time(r.sent_at),
                         "delivered_at": _time(r.delivered_at)} for r in delivery_rows],
+        "following": [{"policy_id": r.policy_id, "policy_title": r.title, "since": _time(r.created_at)}
+                      for r in followed],
     }
 
 

@@ -31,6 +31,7 @@ from pushsvc.core.clock import now
 from pushsvc.core.errors import FieldError
 from pushsvc.core.subscribers import NewSubscriber
 from pushsvc.store.db import Database
+from pushsvc.store.reach_index import note_changed
 from pushsvc.store.schema import (
     consents,
     subscriber_attributes,
@@ -51,6 +52,7 @@ PAGES_SOURCE = "web:"
 # not whose it is, not its id.
 HELD_ELSEWHERE = "is already held by another subscriber record"
 PERSON_CHOSE = "the person has set their own choices on the self-service pages; nothing of the row was applied"
+REFERENCE_TAKEN = "is already the reference of another of the department's subscribers"
 
 
 def identity_of(sub: NewSubscriber) -> dict[str, str]:
@@ -71,10 +73,25 @@ async def find_duplicates(conn: AsyncConnection, subs: Sequence[NewSubscriber]) 
     return found
 
 
+def supplied_by(department_id: int | None) -> sa.ColumnElement[bool]:
+    """The records the caller supplied: the department's own, or the admin's (None)."""
+    return S.supplied_by == "admin" if department_id is None else S.department_id == department_id
+
+
 async def supplied_by_caller(conn: AsyncConnection, ids: Iterable[int], department_id: int | None) -> set[int]:
     """Those of `ids` the caller supplied: the department's own records, or the admin's (None)."""
-    mine = S.supplied_by == "admin" if department_id is None else S.department_id == department_id
-    return set((await conn.execute(sa.select(S.id).where(S.id.in_(sorted(set(ids))), mine))).scalars())
+    return set((await conn.execute(sa.select(S.id).where(S.id.in_(sorted(set(ids))), supplied_by(department_id)))).scalars())
+
+
+async def references_held(conn: AsyncConnection, department_id: int | None, refs: Iterable[str]) -> dict[str, int]:
+    """external_id -> subscriber id, among the caller's own records (unique within a department)."""
+    values = sorted(set(refs))
+    found: dict[str, int] = {}
+    for start in range(0, len(values), 900):  # stay under SQLite's bound-parameter limit
+        rows = await conn.execute(sa.select(S.external_id, S.id).where(
+            supplied_by(department_id), S.external_id.in_(values[start : start + 900])))
+        found.update({ref: sid for ref, sid in rows})
+    return found
 
 
 def _subscriber_row(sub: NewSubscriber, status: str, department_id: int | None, at: datetime) -> dict[str, Any]:
@@ -135,6 +152,8 @@ async def _write_children(
     ):
         if rows:
             await conn.execute(sa.insert(table), rows)
+    # Every insert, merge and replacement of choices passes here: the reach index re-reads them.
+    await note_changed(conn, [sid for sid, _ in pairs])
 
 
 async def insert_subscribers(
@@ -154,27 +173,45 @@ async def insert_subscribers(
         return []
     at = now()
     supplied_by = "person" if by_person else "admin" if department_id is None else "department"
-    rows = [{**_subscriber_row(sub, status, department_id, at), "supplied_by": supplied_by} for sub in subs]
+    rows = [{**_subscriber_row(sub, status, department_id, at), "supplied_by": supplied_by,
+             "external_id": None if by_person else sub.external_id} for sub in subs]
     result = await conn.execute(sa.insert(subscribers).returning(S.id, sort_by_parameter_order=True), rows)
     ids = [row[0] for row in result]
     await _write_children(conn, list(zip(ids, subs)), source, at, channels_on=not by_person)
     return ids
 
 
-async def merge_into(conn: AsyncConnection, sid: int, sub: NewSubscriber, source: str) -> bool:
-    """Fold a row into the caller's own subscriber, the person's choices winning (the module's
-    docstring). False, with nothing written, when the person has set their choices on the pages."""
+@dataclass(frozen=True)
+class PersonChoices:
+    """What the consent history says is the person's to decide: everything once they have used the
+    self-service pages (`on_pages`), and the channels anyone ever withdrew."""
+
+    on_pages: bool
+    withdrawn: frozenset[str]
+
+
+async def person_choices(conn: AsyncConnection, sid: int) -> PersonChoices:
     history = (await conn.execute(
         sa.select(consents.c.action, consents.c.scope, consents.c.source).where(consents.c.subscriber_id == sid)
     )).all()
-    if any(row.source.startswith(PAGES_SOURCE) for row in history):
+    return PersonChoices(
+        on_pages=any(row.source.startswith(PAGES_SOURCE) for row in history),
+        withdrawn=frozenset(ch for row in history if row.action == "withdrawn" for ch in row.scope.get("channels", ())),
+    )
+
+
+async def merge_into(conn: AsyncConnection, sid: int, sub: NewSubscriber, source: str) -> bool:
+    """Fold a row into the caller's own subscriber, the person's choices winning (the module's
+    docstring). False, with nothing written, when the person has set their choices on the pages."""
+    choices = await person_choices(conn, sid)
+    if choices.on_pages:
         return False
-    withdrawn = {ch for row in history if row.action == "withdrawn" for ch in row.scope.get("channels", ())}
+    withdrawn = choices.withdrawn
     at = now()
     current = (await conn.execute(sa.select(subscribers).where(S.id == sid))).mappings().one()
     update: dict[str, Any] = {"updated_at": at}
-    fresh = _subscriber_row(sub, current["status"], current["department_id"], at)
-    for key in ("name", *CONTACT_KEYS):
+    fresh = {**_subscriber_row(sub, current["status"], current["department_id"], at), "external_id": sub.external_id}
+    for key in ("name", "external_id", *CONTACT_KEYS):
         if fresh[key] and not current[key]:
             update[key] = fresh[key]
     await conn.execute(sa.update(subscribers).where(S.id == sid).values(**update))
@@ -233,9 +270,14 @@ async def import_chunk(
     """Write one chunk of validated rows: new ones inserted in bulk, duplicates of the caller's own
     records merged (the module's docstring); rejected, with nothing of them written: rows naming a
     contact held by a record the caller did not supply, rows whose identity points at two different
-    subscribers, and rows whose person has set their own choices."""
+    subscribers, rows whose person has set their own choices, and rows giving an `external_id` that
+    names another of the caller's records (or another new row of this chunk). A merge fills in an
+    empty `external_id`, never replaces one."""
     existing = await find_duplicates(conn, [sub for _, sub in rows])
     own = await supplied_by_caller(conn, existing.values(), department_id)
+    refs = await references_held(conn, department_id, [sub.external_id for _, sub in rows if sub.external_id])
+    # external_id -> the record it goes to: ("sid", existing id) or ("row", the new row of this chunk)
+    ref_targets: dict[str, tuple[str, int]] = {ref: ("sid", sid) for ref, sid in refs.items()}
     fresh: list[tuple[int, NewSubscriber]] = []
     # (row number, existing subscriber id or None with the earlier row of this chunk it duplicates, row)
     merges: list[tuple[int, int | None, int | None, NewSubscriber]] = []
@@ -247,11 +289,14 @@ async def import_chunk(
         elsewhere = [name for name, sid in held.items() if sid not in own]
         targets = set(held.values())
         earlier = {claimed[kv] for kv in ident.items() if kv in claimed}
+        goes_to = ("sid", next(iter(targets))) if targets else ("row", next(iter(earlier), rowno))
         if elsewhere:
             rejected.append((rowno, [FieldError(IDENTITY_PATHS[name], HELD_ELSEWHERE) for name in elsewhere]))
         elif len(targets) + len(earlier) > 1:
             field = IDENTITY_PATHS[next(iter(ident))]
             rejected.append((rowno, [FieldError(field, "matches more than one existing subscriber")]))
+        elif sub.external_id and ref_targets.setdefault(sub.external_id, goes_to) != goes_to:
+            rejected.append((rowno, [FieldError("external_id", REFERENCE_TAKEN)]))
         elif targets:
             merges.append((rowno, targets.pop(), None, sub))
         elif earlier:
@@ -274,32 +319,73 @@ async def import_chunk(
 
 
 async def load_subscriber(conn: AsyncConnection, sid: int) -> dict[str, Any] | None:
-    row = (await conn.execute(sa.select(subscribers).where(S.id == sid))).mappings().first()
-    if row is None:
-        return None
-    groups = await conn.execute(
-        sa.select(subscriber_audiences.c.audience).where(subscriber_audiences.c.subscriber_id == sid)
-    )
-    audiences: dict[str, dict[str, Any]] = {slug: {} for slug in groups.scalars()}
-    values = await conn.execute(
-        sa.select(subscriber_attributes.c.audience, subscriber_attributes.c.name, subscriber_attributes.c.value).where(
-            subscriber_attributes.c.subscriber_id == sid
+    return next(iter(await load_subscribers(conn, [sid])), None)
+
+
+async def load_subscribers(conn: AsyncConnection, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The subscribers' rows with their groups and attributes, domains and channels, in the order
+    of `ids` (those that exist): four queries for a page, not four per subscriber."""
+    if not ids:
+        return []
+    rows = {row["id"]: row for row in (await conn.execute(sa.select(subscribers).where(S.id.in_(ids)))).mappings()}
+    audiences: dict[int, dict[str, dict[str, Any]]] = {sid: {} for sid in rows}
+    domains: dict[int, list[str]] = {sid: [] for sid in rows}
+    channels: dict[int, list[str]] = {sid: [] for sid in rows}
+    A = subscriber_audiences.c
+    for sid, slug in await conn.execute(sa.select(A.subscriber_id, A.audience).where(A.subscriber_id.in_(ids))):
+        audiences[sid][slug] = {}
+    V = subscriber_attributes.c
+    values = await conn.execute(sa.select(V.subscriber_id, V.audience, V.name, V.value).where(V.subscriber_id.in_(ids)))
+    for sid, slug, name, value in values:
+        audiences[sid][slug][name] = json.loads(value)
+    for table, into, column in ((subscriber_domains, domains, "domain"), (subscriber_channels, channels, "channel")):
+        found = await conn.execute(
+            sa.select(table.c.subscriber_id, table.c[column]).where(table.c.subscriber_id.in_(ids)).order_by(table.c[column])
         )
-    )
-    for slug, name, value in values:
-        audiences[slug][name] = json.loads(value)
-    domains = await conn.execute(
-        sa.select(subscriber_domains.c.domain).where(subscriber_domains.c.subscriber_id == sid).order_by("domain")
-    )
-    channels = await conn.execute(
-        sa.select(subscriber_channels.c.channel).where(subscriber_channels.c.subscriber_id == sid).order_by("channel")
-    )
-    return {
-        **row,
-        "audiences": audiences,
-        "domains": list(domains.scalars()),
-        "channels": list(channels.scalars()),
-    }
+        for sid, value in found:
+            into[sid].append(value)
+    return [{**rows[sid], "audiences": audiences[sid], "domains": domains[sid], "channels": channels[sid]}
+            for sid in ids if sid in rows]
+
+
+async def find_subscribers(
+    conn: AsyncConnection, *, department_id: int | None, everyone: bool, words: Sequence[str], audience: str | None,
+    status: str | None, external_id: str | None, after_id: int, limit: int,
+) -> list[int]:
+    """Ids of the caller's own records (`everyone`: all departments', for the admin and the city's
+    overseers), never an erased one, in id order after `after_id`. Each of `words` (a name, e-mail,
+    phone or USCC, or a part of one, already in the forms they are stored in) matches any of them."""
+    query = sa.select(S.id).where(S.id > after_id, S.status != "erased").order_by(S.id).limit(limit)
+    if not everyone:
+        query = query.where(supplied_by(department_id))
+    if words:
+        query = query.where(sa.or_(*(
+            column.icontains(word, autoescape=True) for word in words for column in (S.name, S.email, S.phone, S.uscc)
+        )))
+    if audience is not None:
+        A = subscriber_audiences.c
+        query = query.where(sa.exists().where(A.subscriber_id == S.id, A.audience == audience))
+    if status is not None:
+        query = query.where(S.status == status)
+    if external_id is not None:
+        query = query.where(S.external_id == external_id)
+    return list((await conn.execute(query)).scalars())
+
+
+async def correct(conn: AsyncConnection, sid: int, sub: NewSubscriber, source: str) -> None:
+    """Make `sub` the record (a department's correction of its own record: PATCH, the console),
+    checked by the caller against the person's choices. Groups, attributes and domains are
+    replaced whole; channels no longer listed are withdrawn; channels newly listed come on (the
+    department holds the consent, as when it created the record); the status stays."""
+    on = set((await conn.execute(
+        sa.select(subscriber_channels.c.channel).where(subscriber_channels.c.subscriber_id == sid))).scalars())
+    await replace_choices(conn, sid, sub, source)
+    await conn.execute(sa.update(subscribers).where(S.id == sid).values(external_id=sub.external_id))
+    for channel in sorted(on - set(sub.channels)):
+        await remove_channel(conn, sid, channel, source)
+    fresh = [{"subscriber_id": sid, "channel": ch} for ch in sub.channels if ch not in on]
+    if fresh:
+        await conn.execute(sa.insert(subscriber_channels), fresh)
 
 
 async def remove_channel(conn: AsyncConnection, sid: int, channel: str, source: str) -> bool:
@@ -315,6 +401,7 @@ async def remove_channel(conn: AsyncConnection, sid: int, channel: str, source: 
                 subscriber_id=sid, action="withdrawn", scope={"channels": [channel]}, source=source, created_at=now()
             )
         )
+        await note_changed(conn, [sid])
     return bool(result.rowcount)
 
 

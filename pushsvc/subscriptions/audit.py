@@ -17,11 +17,12 @@ def _local_midnight(day: date) -> datetime:
 
 async def read_log(
     svc: Services, *, department_id: int | None, subscriber_id: int | None, first: date, last: date,
-    after_id: int, limit: int,
+    after_id: int, limit: int, actor: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Entries from local day `first` to `last`, both included, in the order written."""
+    """Entries from local day `first` to `last`, both included, in the order written (of `actor`
+    and those under it, when given)."""
     async with svc.db.read() as conn:
         return await audit.entries(
             conn, department_id=department_id, subscriber_id=subscriber_id, since=_local_midnight(first),
-            until=_local_midnight(last + timedelta(days=1)), after_id=after_id, limit=limit,
+            until=_local_midnight(last + timedelta(days=1)), after_id=after_id, limit=limit, actor=actor,
         )

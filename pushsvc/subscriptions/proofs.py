@@ -32,6 +32,7 @@ from pushsvc.store.self_service import channels_on, subscriber_by_contact, turn_
 from pushsvc.store.subscribers import load_subscriber
 from pushsvc.subscriptions.codes import Codes, Refused
 from pushsvc.subscriptions.self_service import Kind, enqueue_send
+from pushsvc.subscriptions.suppression import lift_proven
 
 
 def codes_of(svc: Services) -> Codes:
@@ -101,7 +102,10 @@ async def prove(svc: Services, sid: int, kind: ContactKind, value: str, source: 
     """`value`, the `kind` of contact of subscriber `sid`, is proven: turn on what it opens.
     Returns the channels on, or None when `value` is no longer the subscriber's."""
     async with svc.db.write() as conn:
-        return await _accept(conn, sid, kind, value, source)
+        on = await _accept(conn, sid, kind, value, source)
+        if on is not None:
+            await lift_proven(svc, conn, kind, value)  # its owner has it: pushes may reach it again
+        return on
 
 
 @dataclass(frozen=True)
@@ -178,4 +182,6 @@ async def open_manage(svc: Services, token: str) -> ManageSession | Literal["gon
         return "gone"
     if sub[via] is None or ContactKeys(svc.settings.secret_key).digest(sub[via]) != digest:
         return "changed"
+    async with svc.db.write() as conn:
+        await lift_proven(svc, conn, via, sub[via])  # the link reached its owner: pushes may again
     return ManageSession(sid, via, sub)

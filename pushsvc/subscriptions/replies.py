@@ -11,6 +11,7 @@ from pushsvc.core.identifiers import normalise_phone
 from pushsvc.services import Services
 from pushsvc.store.schema import subscribers
 from pushsvc.store.subscribers import remove_channel
+from pushsvc.subscriptions.suppression import add as suppress
 
 STOP_WORDS = frozenset({"R", "TD"})  # 退订 replies mainland gateways recognise
 REPLY_SOURCE = "sms:reply"
@@ -35,6 +36,8 @@ async def opt_out(svc: Services, channel: str, replies: Iterable[tuple[str, str]
         return 0
     opted_out = 0
     async with svc.db.write() as conn:
+        # The number said it wants no more texts: whoever subscribes it again must prove it first.
+        await suppress(svc, conn, "phone", phones, "reply_r")
         found = await conn.execute(
             sa.select(subscribers.c.id).where(subscribers.c.phone.in_(sorted(phones)), subscribers.c.status != "erased")
         )

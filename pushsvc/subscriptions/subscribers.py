@@ -12,9 +12,11 @@ from pushsvc.services import Services
 from pushsvc.store.subscribers import (
     HELD_ELSEWHERE,
     IDENTITY_PATHS,
+    REFERENCE_TAKEN,
     find_duplicates,
     insert_subscribers,
     load_subscriber,
+    references_held,
     supplied_by_caller,
 )
 
@@ -30,6 +32,8 @@ async def create(svc: Services, body: Any, *, source: str, department_id: int | 
         existing = await find_duplicates(conn, [sub])
         if existing:
             raise _held(existing, await supplied_by_caller(conn, existing.values(), department_id))
+        if sub.external_id and await references_held(conn, department_id, [sub.external_id]):
+            raise Conflict("a subscriber with this external_id exists", [FieldError("external_id", REFERENCE_TAKEN)])
         [sid] = await insert_subscribers(conn, [sub], status="active", source=source, department_id=department_id)
         row = await load_subscriber(conn, sid)
     assert row is not None

@@ -2,4 +2,17 @@
 managing a subscription, a case's progress, digests, and the operator's /admin. Importing the
 package registers every page of its modules."""
 
-from pushsvc.web import admin_pages, case_pages, digest_pages, manage_pages, pages, qr_pages, subscribe_pages  # noqa: F401  (each module registers its pages)
+from pushsvc.web import (  # noqa: F401  (each module registers its pages)
+    admin_pages,
+    case_pages,
+    check_pages,
+    digest_pages,
+    feedback_pages,
+    feeds,
+    follow_pages,
+    index_pages,
+    manage_pages,
+    pages,
+    qr_pages,
+    subscribe_pages,
+)

@@ -18,10 +18,8 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from pushsvc.channels import CHANNELS
-from pushsvc.core.charts import Group, Series, bar_groups, stacked_columns
 from pushsvc.core.clock import now
-from pushsvc.core.errors import ValidationFailed
-from pushsvc.core.figures import BACKWARDS, DepartmentRef, DepartmentReport, duration, parse_period
+from pushsvc.core.figures import DepartmentRef, duration
 from pushsvc.core.msgid import N_
 from pushsvc.core.quiet_hours import local_date, local_time
 from pushsvc.http.pages import page
@@ -30,6 +28,7 @@ from pushsvc.http.routing import Param, endpoint, file_response, services
 from pushsvc.i18n import Words, words
 from pushsvc.metrics import ProviderState, provider_states
 from pushsvc.reports.department import department_report
+from pushsvc.reports.figures_page import FUNNEL_MAX, asked_period, channel_names, charts
 from pushsvc.reports.spreadsheet import csv_filename, report_csv
 from pushsvc.store.reports import department_refs
 from pushsvc.web import csrf
@@ -38,8 +37,6 @@ from pushsvc.web.forms import LOCALES, language_links, read_form, redis_needed
 
 SESSION_COOKIE = "pushsvc_admin"
 LOGIN_FORM, LOGOUT_FORM = "admin-login", "admin-logout"
-FUNNEL_MAX = 30  # policies in the funnel chart (the most recent); the table lists them all
-REASONS_MAX = 15
 NO_STORE = {"Cache-Control": "no-store"}
 EXPIRED = N_("The form expired; please send it again.")
 
@@ -133,14 +130,7 @@ async def _choice(request: web.Request, t: Words) -> tuple[list[DepartmentRef], 
     """The departments, the one chosen, the period, and what is wrong with the query (field -> message)."""
     async with services(request).db.read() as conn:
         departments = await department_refs(conn)
-    errors: dict[str, str] = {}
-    today = local_date(now())
-    first, last = date(today.year, 1, 1), today
-    try:
-        first, last = parse_period(request.query.get("from"), request.query.get("to"), today)
-    except ValidationFailed as exc:
-        errors.update({e.field: t.gettext("The end date cannot be before the start date.") if e.message == BACKWARDS
-                       else t.gettext("Enter a date as YYYY-MM-DD.") for e in exc.errors})
+    first, last, errors = asked_period(request.query.get("from"), request.query.get("to"), local_date(now()), t)
     raw = request.query.get("department_id", "")
     chosen = next((d for d in departments if str(d.id) == raw), None) if raw else (departments[0] if departments else None)
     if raw and chosen is None:
@@ -195,33 +185,3 @@ async def _providers_down(request: web.Request) -> list[ProviderState] | None:
 def provider_names(t: Words) -> dict[str, str]:
     return {"smtp": t.gettext("SMTP relay"), "sms-gateway": t.gettext("SMS gateway"),
             "wechat-template": t.gettext("WeChat template messages"), "wechat-robot": t.gettext("WeChat group robots")}
-
-
-def channel_names(t: Words) -> dict[str, str]:
-    """The channels' short names on this page (e-mail is 邮件 here, 电子邮件 on the forms)."""
-    return {"email": t.pgettext("admin", "E-mail"), "sms": t.pgettext("admin", "SMS"),
-            "wechat": t.pgettext("admin", "WeChat")}
-
-
-def charts(report: DepartmentReport, t: Words) -> dict[str, str]:
-    stages = [Series(t.gettext("Matched"), "stage-matched"), Series(t.gettext("Sent"), "stage-sent"),
-              Series(t.gettext("Delivered"), "stage-delivered"), Series(t.gettext("Failed"), "stage-failed")]
-    no_data, names = t.gettext("No data"), channel_names(t)
-    recent = report.policies[-FUNNEL_MAX:]
-    funnel = bar_groups(t.gettext("Delivery funnel per policy"), stages, [
-        Group(p.title, [p.messages.matched, p.messages.sent, p.messages.delivered, p.messages.failed]) for p in recent
-    ], empty=no_data)
-    channels = list(CHANNELS)
-    days = stacked_columns(
-        t.gettext("Messages sent per day, by channel"), [Series(names.get(ch, ch), f"channel-{ch}") for ch in channels],
-        [d.day.strftime("%m-%d") for d in report.sent_per_day],
-        [[d.by_channel.get(ch, 0) for d in report.sent_per_day] for ch in channels],
-        empty=no_data,
-    )
-    reasons = sorted(
-        ((f"{names.get(ch, ch)} · {reason}", n) for ch, f in report.total.by_channel.items() for reason, n in f.failed_by_reason.items()),
-        key=lambda item: (-item[1], item[0]),
-    )[:REASONS_MAX]
-    failures = bar_groups(t.gettext("Failure reasons"), [stages[-1]],
-                          [Group(label, [n]) for label, n in reasons], empty=no_data)
-    return {"funnel": funnel, "days": days, "reasons": failures}

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from pushsvc.cases.messages import CASE_PURPOSE, urls
 from pushsvc.core.case_states import LABELS
+from pushsvc.core.identifiers import mask_name
 from pushsvc.core.models import Locale
 from pushsvc.core.quiet_hours import LOCAL_ZONE
 from pushsvc.core.tokens import BadToken
@@ -16,14 +17,6 @@ from pushsvc.http.routing import endpoint, services
 from pushsvc.i18n import words
 from pushsvc.store.cases import case_with_department, timeline
 from pushsvc.web.qr_pages import image_response
-
-
-def mask_name(name: str) -> str:
-    """张三丰 → 张*丰, 张三 → 张*: enough for the applicant to recognise, not for others to learn."""
-    name = name.strip()
-    if len(name) <= 2:
-        return name[:1] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
 def _case_id(request: web.Request) -> int | web.Response:

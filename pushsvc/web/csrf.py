@@ -1,10 +1,5 @@
-"""CSRF protection for the public forms: a signed per-form token bound to a cookie.
-
-The first page a browser gets sets a random cookie (HttpOnly, SameSite=Lax); each form carries a
-token signed with the service's secret that names the form and a digest of that cookie. A post
-counts only when its token is genuine, unexpired, for this form and for the cookie the browser
-sent back: another site can neither read the token nor set our cookie. A browser that says the
-post came from another site (Sec-Fetch-Site) is refused whatever it carries.
+"""CSRF protection for the public forms: a signed per-form token (`pushsvc.http.forms`) bound to
+a site-wide cookie, which the first page a browser gets sets (random, HttpOnly, SameSite=Lax).
 
 The one-click unsubscribe (`POST /u/{token}`, RFC 8058) is deliberately not covered: mail clients
 post it without cookies, and its signed path is the proof.
@@ -12,26 +7,19 @@ post it without cookies, and its signed path is the proof.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping
-from datetime import timedelta
 
 from aiohttp import web
 
-from pushsvc.core.tokens import BadToken
+from pushsvc.http.forms import csrf_genuine, csrf_token
 from pushsvc.http.routing import services
 
 COOKIE = "pushsvc_csrf"
 FIELD = "csrf_token"
 _PURPOSE = "csrf"
-_TTL = timedelta(hours=12)  # a form left open overnight is sent again, not lost: see forms.py
 _COOKIE_AGE = 7 * 24 * 3600
 _FRESH = web.RequestKey("csrf_fresh_cookie", str)
-
-
-def _digest(cookie: str) -> str:
-    return hashlib.sha256(cookie.encode("utf-8")).hexdigest()[:32]
 
 
 def _cookie(request: web.Request) -> str:
@@ -45,21 +33,11 @@ def _cookie(request: web.Request) -> str:
 
 
 def form_token(request: web.Request, form: str) -> str:
-    return services(request).signer.sign(_PURPOSE, {"f": form, "n": _digest(_cookie(request))}, ttl=_TTL)
+    return csrf_token(request, _PURPOSE, form, _cookie(request))
 
 
 def valid(request: web.Request, form: str, fields: Mapping[str, str]) -> bool:
-    if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
-        return False
-    cookie = request.cookies.get(COOKIE)
-    token = fields.get(FIELD, "")
-    if not cookie or not token:
-        return False
-    try:
-        payload = services(request).signer.verify(_PURPOSE, token)
-    except BadToken:
-        return False
-    return payload.get("f") == form and payload.get("n") == _digest(cookie)
+    return csrf_genuine(request, _PURPOSE, form, fields.get(FIELD, ""), request.cookies.get(COOKIE))
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse) -> None:

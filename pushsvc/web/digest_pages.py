@@ -7,11 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from pushsvc.core.links import policy_path, short_url
+from pushsvc.core.links import policy_path, short_url, tagged
 from pushsvc.core.tokens import BadToken
 from pushsvc.delivery.digest import DIGEST_PURPOSE, digest_path
 from pushsvc.http.pages import message_page, page
 from pushsvc.http.routing import endpoint, services
+from pushsvc.policies.reading import via_of
 from pushsvc.store.digests import get_digest
 from pushsvc.store.policies import listing
 from pushsvc.store.short_links import code_for
@@ -43,7 +44,11 @@ async def digest_page(request: web.Request) -> web.Response:
     ids = list(digest["policy_ids"])
     async with services(request).db.read() as conn:
         found = await listing(conn, {pid: policy_path(pid) for pid in ids})
-    policies = [{**found[pid], "path": policy_path(pid)} for pid in ids if pid in found]
+    # Reached by a message's link naming its channel: the policies' links name it too, so that
+    # opening one counts under the channel that brought the reader.
+    via = via_of(request.query.get("via"), None)
+    policies = [{**found[pid], "path": tagged(policy_path(pid), via) if via else policy_path(pid)}
+                for pid in ids if pid in found]
     return page(request, "digest.html", digest=digest, policies=policies)
 
 
@@ -54,7 +59,9 @@ async def digest_qr_png(request: web.Request) -> web.Response:
     if await _digest(request) is None:
         return _not_found(request)
     async with svc.db.read() as conn:
-        code = await code_for(conn, digest_path(request.match_info["token"]))
+        path = digest_path(request.match_info["token"])
+        # What QR codes carry: the page's short link for QR readers (digests sent before those were: its one).
+        code = await code_for(conn, tagged(path, "qr")) or await code_for(conn, path)
     if code is None:  # issued with every digest before it is sent
         return _not_found(request)
     return image_response(request, "png", short_url(svc.settings.public_url, code))

@@ -8,31 +8,30 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from typing import Any, get_args
-from urllib.parse import parse_qsl, urlencode
+from typing import Any
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from redis.exceptions import RedisError
 
-from pushsvc.core.models import Locale
 from pushsvc.core.msgid import N_
 from pushsvc.core.rendering import DEFAULT_LOCALE
 from pushsvc.core.verification import CODE_TTL, CONFIRM_TTL, MANAGE_TTL
+
+# The pages import these from here with the self-service words; they live in http for the console too.
+from pushsvc.http.forms import FORM_MEDIA as FORM_MEDIA
+from pushsvc.http.forms import LANG as LANG
+from pushsvc.http.forms import LANGUAGE_NAMES as LANGUAGE_NAMES
+from pushsvc.http.forms import LOCALES, form_pairs, language_links
 from pushsvc.http.pages import page
-from pushsvc.http.routing import Handler, Param, read_body
+from pushsvc.http.routing import Handler
 from pushsvc.i18n import words
 from pushsvc.subscriptions.codes import MESSAGES_PER_CONTACT
 from pushsvc.web import csrf
 
 log = logging.getLogger(__name__)
-LOCALES: tuple[str, ...] = get_args(Locale)
-FORM_MEDIA = "application/x-www-form-urlencoded"
-LANG = Param("lang", "page language: zh-CN (default), zh-HK or en")
 _FORM_BYTES = 64 * 1024  # the largest form (every group's attributes filled in) is a few KiB
 _FORM_FIELDS = 400
-# Each language by its own name: data, not a translation.
-LANGUAGE_NAMES = {"zh-CN": "简体中文", "zh-HK": "繁體中文", "en": "English"}
 # The durations and limits the pages' words state, from the code so the text cannot drift from them.
 FIGURES = {
     "confirm_hours": int(CONFIRM_TTL.total_seconds() // 3600),
@@ -61,20 +60,7 @@ def locale_of(request: web.Request, fields: MultiDictProxy[str] | MultiDict[str]
 async def read_form(request: web.Request) -> MultiDict[str]:
     """The posted urlencoded fields. Anything else (or a malformed body) reads as no fields, which
     the CSRF check then refuses with the form shown again."""
-    raw = await read_body(request, _FORM_BYTES)
-    try:
-        pairs = parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=_FORM_FIELDS)
-    except ValueError:
-        pairs = []
-    return MultiDict(pairs)
-
-
-def language_links(request: web.Request, locale: str) -> list[dict[str, Any]]:
-    """This page in each language; a GET keeps its query (a QR's pre-filled choices), a POST's
-    answer links to the page's GET."""
-    kept = [(k, v) for k, v in request.query.items() if k != "lang"] if request.method == "GET" else []
-    return [{"code": code, "name": LANGUAGE_NAMES[code], "current": code == locale,
-             "href": f"{request.path}?{urlencode([*kept, ('lang', code)])}"} for code in LOCALES]
+    return MultiDict(await form_pairs(request, _FORM_BYTES, _FORM_FIELDS))
 
 
 def render(request: web.Request, template: str, *, locale: str, status: int = 200, form: str | None = None,

@@ -5,18 +5,22 @@ from __future__ import annotations
 from aiohttp import web
 
 from pushsvc.core.quiet_hours import local_time
+from pushsvc.core.search_terms import LISTED_STATUSES
 from pushsvc.core.timeliness import went_public
 from pushsvc.core.tokens import BadToken, read_unsubscribe_token
+from pushsvc.feedback.questions import public_qa
 from pushsvc.http.pages import message_page, page
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import endpoint, path_id, read_body, services
 from pushsvc.policies.lifecycle import LONG_FIELDS
+from pushsvc.policies.reading import count_visit, via_of
 from pushsvc.store.departments import department_by_id
 from pushsvc.store.policies import get_policy, revisions
 from pushsvc.subscriptions.changes import unsubscribe as leave_by_link
+from pushsvc.web.proofs import client_of
 
 # A policy no longer in force stays public: people who were told of it look it up, and the page says so.
-PUBLIC_STATUSES = ("publishing", "published", "repealed", "lapsed")
+PUBLIC_STATUSES = LISTED_STATUSES  # one rule for a policy's page and the public index
 
 
 @endpoint("GET", "/static/site.css", summary="The pages' stylesheet", tag="pages", html=True)
@@ -38,11 +42,15 @@ async def policy_page(request: web.Request) -> web.Response:
         history = await revisions(conn, policy_id) if policy else []
     if policy is None or policy["status"] not in PUBLIC_STATUSES:
         return message_page(request, 404, "未找到 Not found", "没有这项政策。No such policy.")
+    via = via_of(request.query.get("via"), None)  # a message's link names its channel; browsing is not counted
+    if via is not None:
+        await count_visit(svc, policy_id, via, client_of(request), request.headers.get("User-Agent", ""))
     domain = svc.catalogue.domains.get(policy["domain"])
     return page(request, "policy.html", policy=policy, department=department["name"] if department else "",
                 domain=domain.label.get("zh-CN") if domain else policy["domain"],
                 first_at=local_time(went_public(policy["publish_at"], policy["created_at"])),
-                revisions=[{**r, "at": local_time(r["created_at"])} for r in history], long_fields=LONG_FIELDS)
+                revisions=[{**r, "at": local_time(r["created_at"])} for r in history], long_fields=LONG_FIELDS,
+                qa=await public_qa(svc, policy_id))
 
 
 def _unsubscribe_target(request: web.Request) -> tuple[int, str] | web.Response:

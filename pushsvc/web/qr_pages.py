@@ -13,15 +13,17 @@ from aiohttp import web
 from markupsafe import Markup
 
 from pushsvc.core.errors import FieldError
-from pushsvc.core.links import policy_path, short_url
+from pushsvc.core.links import policy_path, policy_target, short_url, via_path
 from pushsvc.core.qr import qr_png, qr_svg
 from pushsvc.http.pages import SECURITY_HEADERS, message_page, page
 from pushsvc.http.problems import Problem
 from pushsvc.http.routing import Param, endpoint, path_id, services
+from pushsvc.policies.reading import UNTAGGED_SHORT_LINK, count_visit, via_of
 from pushsvc.store.departments import department_by_id
 from pushsvc.store.policies import get_policy
 from pushsvc.store.short_links import code_for, target_of
 from pushsvc.web.pages import PUBLIC_STATUSES
+from pushsvc.web.proofs import client_of
 
 ImageKind = Literal["png", "svg"]
 _MEDIA: dict[ImageKind, str] = {"png": "image/png", "svg": "image/svg+xml"}
@@ -71,7 +73,9 @@ async def _public_policy(request: web.Request) -> _PublicPolicy | None:
         if policy is None or policy["status"] not in PUBLIC_STATUSES:
             return None
         department = await department_by_id(conn, policy["department_id"])
-        code = await code_for(conn, policy_path(policy_id))
+        # What QR codes carry: the policy's short link for QR readers (policies published before
+        # those were issued: its one short link).
+        code = await code_for(conn, via_path(policy_id, "qr")) or await code_for(conn, policy_path(policy_id))
     if code is None:  # issued with every policy at publish; a policy without one has no QR to show
         return None
     return _PublicPolicy(policy, department["name"] if department else "", short_url(svc.settings.public_url, code))
@@ -88,6 +92,15 @@ async def follow_short_link(request: web.Request) -> web.Response:
             target = await target_of(conn, code)
     if target is None:
         return message_page(request, 404, "未找到 Not found", "这个短链接不存在。This short link does not exist.")
+    policy = policy_target(target)
+    if policy is not None:
+        # Counted here under the channel the code was issued for (or the one the link names), and
+        # sent on to the bare page, which counts nothing again and whose address, passed on, names
+        # no channel.
+        policy_id, via = policy
+        channel = via_of(via, None) or via_of(request.query.get("via"), UNTAGGED_SHORT_LINK)
+        await count_visit(svc, policy_id, channel, client_of(request), request.headers.get("User-Agent", ""))
+        target = policy_path(policy_id)
     return web.Response(status=302, headers={"Location": svc.settings.public_url + target})
 
 

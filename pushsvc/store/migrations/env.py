@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from pushsvc.store.db import Database
-from pushsvc.store.schema import metadata
+from pushsvc.store.schema import declared, metadata
 
 config = context.config
 
@@ -19,6 +19,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=declared,
     )
     with context.begin_transaction():
         context.run_migrations()
