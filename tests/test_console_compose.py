@@ -120,6 +120,7 @@ async def test_test_send_reaches_own_inbox_marked_and_unrecorded(api: Api, setti
     dept = await api.department()
     await subscribers(api, dept["api_key"], 1)
     clerk = await person(api, dept["id"], "drafter", email="clerk@example.gov.cn")
+    clerk.cookies["pushsvc_console_lang"] = "zh-CN"  # the test message in the clerk's language
     draft_id = await new_draft(clerk, TWO_CLAUSES)
     workers.start()
     status, _, headers = await clerk.post(f"/console/drafts/{draft_id}/test-send", {},

@@ -117,10 +117,12 @@ async def test_the_policy_page_for_staff_the_overseer_and_another_department(api
     overseer = await person(api, None, "overseer")
     outsider = await person(api, other["id"], "department_admin")
     try:
+        drafter.cookies["pushsvc_console_lang"] = "zh-CN"
         status, html, _ = await drafter.get(f"/console/policies/{policy['id']}")
         assert status == 200 and POLICY["title"] in html and POLICY["doc_number"] in html
         # Targeting in words, from the catalogue's labels.
         assert "海珠区" in html and "天河区" in html
+        drafter.cookies["pushsvc_console_lang"] = "en"
         # Live progress: the script's endpoint, and without script a refresh while the fan-out runs
         # (no worker here: it is still publishing).
         assert f'data-progress-url="/console/policies/{policy["id"]}/progress"' in html
